@@ -1,0 +1,43 @@
+//! Quick start: spawn tasks on the memkit-async runtime, join them, and run blocking work on the
+//! blocking pool.
+//!
+//! Run with `cargo run --release --example quickstart`.
+
+use std::time::Instant;
+
+#[memkit_async::main]
+async fn main() {
+    let start = Instant::now();
+
+    // Fan out: each task sums a slice of the range; the results come back through JoinHandles.
+    let tasks: Vec<_> = (0..8u64)
+        .map(|i| memkit_async::spawn(async move { (i * 1_000_000..(i + 1) * 1_000_000).sum::<u64>() }))
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.expect("the summing task panicked");
+    }
+    assert_eq!(total, (0..8_000_000u64).sum::<u64>());
+
+    // Tasks cooperate: yield_now lets the other tasks on this worker run.
+    let yielder = memkit_async::spawn(async {
+        for _ in 0..100 {
+            memkit_async::task::yield_now().await;
+        }
+        "yielded 100 times"
+    });
+
+    // Blocking work goes to its own pool so it never stalls the workers.
+    let checksum = memkit_async::spawn_blocking(|| {
+        std::iter::repeat_n(0xABu8, 1 << 20).fold(0u32, |acc, b| acc.wrapping_add(b as u32))
+    });
+
+    // A panic inside a task is caught and reported through its JoinHandle.
+    let failing = memkit_async::spawn(async { panic!("this task fails on purpose") });
+
+    println!("sum of 0..8M       = {total}");
+    println!("yielder            : {}", yielder.await.unwrap());
+    println!("blocking checksum  = {:#x}", checksum.await.unwrap());
+    println!("failing task       : {}", failing.await.unwrap_err());
+    println!("done in {:?}", start.elapsed());
+}

@@ -1,0 +1,118 @@
+//! Per-thread runtime context: the runtime handle that `spawn` uses, the worker this thread
+//! is (for local scheduling), the task being polled (how arena allocation finds its arena),
+//! and whether the thread is already driving futures (`block_on` must not nest).
+//!
+//! Invariant: the worker pointer is set only by the worker loop, to a `Core` that lives on the
+//! loop's stack frame for as long as the pointer is set (the guard clears it before the frame
+//! ends), and is only dereferenced on that thread.
+
+use crate::runtime::Handle;
+use crate::scheduler::Core;
+use crate::task::Header;
+use std::cell::{Cell, RefCell};
+use std::ptr::{self, NonNull};
+
+struct Context {
+    handle: RefCell<Option<Handle>>,
+    worker: Cell<*const Core>,
+    task: Cell<Option<NonNull<Header>>>,
+    driving: Cell<bool>,
+}
+
+thread_local! {
+    static CONTEXT: Context = const {
+        Context {
+            handle: RefCell::new(None),
+            worker: Cell::new(ptr::null()),
+            task: Cell::new(None),
+            driving: Cell::new(false),
+        }
+    };
+}
+
+/// Restores the previous current task on drop.
+pub(crate) struct TaskGuard(Option<NonNull<Header>>);
+
+pub(crate) fn enter_task(task: NonNull<Header>) -> TaskGuard {
+    TaskGuard(CONTEXT.try_with(|c| c.task.replace(Some(task))).unwrap_or(None))
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        let _ = CONTEXT.try_with(|c| c.task.set(self.0));
+    }
+}
+
+pub(crate) fn current_task() -> Option<NonNull<Header>> {
+    CONTEXT.try_with(|c| c.task.get()).unwrap_or(None)
+}
+
+/// Restores the previous runtime handle on drop.
+pub(crate) struct HandleGuard(Option<Handle>);
+
+pub(crate) fn set_handle(handle: Handle) -> HandleGuard {
+    HandleGuard(
+        CONTEXT
+            .try_with(|c| c.handle.replace(Some(handle)))
+            .unwrap_or(None),
+    )
+}
+
+impl Drop for HandleGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        let _ = CONTEXT.try_with(|c| *c.handle.borrow_mut() = prev);
+    }
+}
+
+pub(crate) fn current_handle() -> Option<Handle> {
+    CONTEXT
+        .try_with(|c| c.handle.borrow().clone())
+        .unwrap_or(None)
+}
+
+/// Marks the thread as driving futures until dropped.
+pub(crate) struct DrivingGuard(());
+
+/// # Panics
+/// If this thread already drives futures: blocking it would stall every task it runs.
+#[track_caller]
+pub(crate) fn enter_driving() -> DrivingGuard {
+    let nested = CONTEXT.with(|c| c.driving.replace(true));
+    if nested {
+        panic!(
+            "cannot block on a future inside a memkit-async runtime: this thread already drives \
+             asynchronous tasks (it is a worker, or inside another `block_on`), and blocking it \
+             would stall them; `.await` the future instead, or call `block_on` from \
+             `spawn_blocking` or from a thread of your own"
+        );
+    }
+    DrivingGuard(())
+}
+
+impl Drop for DrivingGuard {
+    fn drop(&mut self) {
+        let _ = CONTEXT.try_with(|c| c.driving.set(false));
+    }
+}
+
+/// Clears the worker pointer on drop.
+pub(crate) struct WorkerGuard(());
+
+pub(crate) fn set_worker(core: &Core) -> WorkerGuard {
+    CONTEXT.with(|c| c.worker.set(core));
+    WorkerGuard(())
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        let _ = CONTEXT.try_with(|c| c.worker.set(ptr::null()));
+    }
+}
+
+/// Runs `f` with this thread's worker, if it is one.
+pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
+    let core = CONTEXT.try_with(|c| c.worker.get()).unwrap_or(ptr::null());
+    // SAFETY: a non-null pointer is a live `Core` on this thread's worker frame (file invariant).
+    f(unsafe { core.as_ref() })
+}

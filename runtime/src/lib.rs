@@ -1,0 +1,29 @@
+//! The engine of memkit-async: a work-stealing executor whose task headers carry an arena
+//! pointer, worker parking, and a blocking pool.
+//!
+//! Most users depend on `memkit-async`, which re-exports everything here.
+//!
+//! ```
+//! let rt = memkit_async_runtime::Runtime::new().unwrap();
+//! let sum = rt.block_on(async {
+//!     let tasks: Vec<_> = (0..10u64).map(|i| memkit_async_runtime::spawn(async move { i })).collect();
+//!     let mut sum = 0;
+//!     for t in tasks {
+//!         sum += t.await.unwrap();
+//!     }
+//!     sum
+//! });
+//! assert_eq!(sum, 45);
+//! ```
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+mod blocking;
+mod context;
+pub mod runtime;
+mod scheduler;
+mod sync;
+pub mod task;
+
+pub use blocking::spawn_blocking;
+pub use runtime::{spawn, Builder, Handle, Runtime};
+pub use task::{JoinError, JoinHandle};

@@ -1,0 +1,208 @@
+//! `Builder`: configures and starts a runtime.
+
+use super::Runtime;
+use crate::blocking::{BlockingPool, PoolConfig};
+use crate::scheduler::{self, Shared};
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+type Callback = Arc<dyn Fn() + Send + Sync>;
+
+/// Configures a [`Runtime`]. Methods take and return `&mut Self`, so calls chain.
+///
+/// ```
+/// use memkit_async_runtime::Builder;
+///
+/// let rt = Builder::new()
+///     .worker_threads(2)
+///     .thread_name("my-app-worker")
+///     .thread_stack_size(2 << 20)
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.metrics().num_workers(), 2);
+/// ```
+pub struct Builder {
+    worker_threads: Option<usize>,
+    thread_name: Arc<dyn Fn() -> String + Send + Sync>,
+    thread_stack_size: Option<usize>,
+    on_thread_start: Option<Callback>,
+    on_thread_stop: Option<Callback>,
+    max_blocking_threads: usize,
+    thread_keep_alive: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// A builder with the defaults: one worker per available CPU, threads named
+    /// `memkit-worker`, up to 512 blocking threads kept alive 10 s when idle.
+    pub fn new() -> Builder {
+        Builder {
+            worker_threads: None,
+            thread_name: Arc::new(|| "memkit-worker".to_string()),
+            thread_stack_size: None,
+            on_thread_start: None,
+            on_thread_stop: None,
+            max_blocking_threads: 512,
+            thread_keep_alive: Duration::from_secs(10),
+        }
+    }
+
+    /// Same as [`new`](Self::new); eases porting from `tokio::runtime::Builder`.
+    pub fn new_multi_thread() -> Builder {
+        Builder::new()
+    }
+
+    /// Number of worker threads that run async tasks. Default: available parallelism.
+    /// `build` rejects 0.
+    pub fn worker_threads(&mut self, n: usize) -> &mut Self {
+        self.worker_threads = Some(n);
+        self
+    }
+
+    /// Name of the runtime's threads (workers and blocking pool).
+    pub fn thread_name(&mut self, name: impl Into<String>) -> &mut Self {
+        let name = name.into();
+        self.thread_name = Arc::new(move || name.clone());
+        self
+    }
+
+    /// Computes each new thread's name.
+    pub fn thread_name_fn(&mut self, f: impl Fn() -> String + Send + Sync + 'static) -> &mut Self {
+        self.thread_name = Arc::new(f);
+        self
+    }
+
+    /// Stack size, in bytes, of the runtime's threads. Default: the standard library's.
+    pub fn thread_stack_size(&mut self, bytes: usize) -> &mut Self {
+        self.thread_stack_size = Some(bytes);
+        self
+    }
+
+    /// Runs `f` on every runtime thread (worker or blocking) when it starts.
+    pub fn on_thread_start(&mut self, f: impl Fn() + Send + Sync + 'static) -> &mut Self {
+        self.on_thread_start = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `f` on every runtime thread (worker or blocking) just before it exits.
+    pub fn on_thread_stop(&mut self, f: impl Fn() + Send + Sync + 'static) -> &mut Self {
+        self.on_thread_stop = Some(Arc::new(f));
+        self
+    }
+
+    /// Most threads the blocking pool may run at once. Default 512; `build` rejects 0.
+    pub fn max_blocking_threads(&mut self, n: usize) -> &mut Self {
+        self.max_blocking_threads = n;
+        self
+    }
+
+    /// How long an idle blocking thread waits for work before exiting. Default 10 s.
+    pub fn thread_keep_alive(&mut self, duration: Duration) -> &mut Self {
+        self.thread_keep_alive = duration;
+        self
+    }
+
+    /// Starts the runtime's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero worker or blocking thread count; the OS error if a thread
+    /// cannot be started (threads already started are stopped and joined first).
+    pub fn build(&mut self) -> io::Result<Runtime> {
+        let workers = match self.worker_threads {
+            Some(0) => {
+                return Err(invalid(
+                    "worker_threads(0): a runtime needs at least 1 worker thread; pass 1 or more, \
+                     or leave it unset for one per CPU",
+                ))
+            }
+            Some(n) => n,
+            None => thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if self.max_blocking_threads == 0 {
+            return Err(invalid(
+                "max_blocking_threads(0): the blocking pool needs at least 1 thread; pass 1 or \
+                 more, or leave it unset for 512",
+            ));
+        }
+        let blocking = BlockingPool::new(PoolConfig {
+            max_threads: self.max_blocking_threads,
+            keep_alive: self.thread_keep_alive,
+            thread_name: self.thread_name.clone(),
+            stack_size: self.thread_stack_size,
+            on_start: self.on_thread_start.clone(),
+            on_stop: self.on_thread_stop.clone(),
+        });
+        let (shared, parts) = Shared::new(workers, blocking);
+        let mut threads = Vec::with_capacity(workers);
+        for (index, part) in parts.into_iter().enumerate() {
+            match self.spawn_worker(&shared, index, part) {
+                Ok(t) => threads.push(t),
+                Err(err) => {
+                    // Not started: count them out so shutdown does not wait for them.
+                    for _ in index..workers {
+                        shared.worker_exited();
+                    }
+                    drop(Runtime::from_parts(shared, threads));
+                    return Err(err);
+                }
+            }
+        }
+        Ok(Runtime::from_parts(shared, threads))
+    }
+
+    fn spawn_worker(
+        &self,
+        shared: &Arc<Shared>,
+        index: usize,
+        part: scheduler::WorkerParts,
+    ) -> io::Result<thread::JoinHandle<()>> {
+        let mut builder = thread::Builder::new().name((self.thread_name)());
+        if let Some(size) = self.thread_stack_size {
+            builder = builder.stack_size(size);
+        }
+        let shared = shared.clone();
+        let on_start = self.on_thread_start.clone();
+        let on_stop = self.on_thread_stop.clone();
+        builder.spawn(move || {
+            // Counted out even if a thread callback panics, so shutdown never waits for it.
+            struct Exit(Arc<Shared>);
+            impl Drop for Exit {
+                fn drop(&mut self) {
+                    self.0.worker_exited();
+                }
+            }
+            let _exit = Exit(shared.clone());
+            if let Some(f) = &on_start {
+                f();
+            }
+            scheduler::run_worker(shared, index, part.local, part.parker);
+            if let Some(f) = &on_stop {
+                f();
+            }
+        })
+    }
+}
+
+fn invalid(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("worker_threads", &self.worker_threads)
+            .field("thread_stack_size", &self.thread_stack_size)
+            .field("max_blocking_threads", &self.max_blocking_threads)
+            .field("thread_keep_alive", &self.thread_keep_alive)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,87 @@
+//! Runtime metrics: live counters for monitoring and for tests.
+
+use crate::scheduler::{Shared, WorkerMetrics};
+use std::sync::Arc;
+
+/// A view of a runtime's live counters. Cheap to keep; every read is current.
+///
+/// ```
+/// let rt = memkit_async_runtime::Builder::new().worker_threads(2).build().unwrap();
+/// let m = rt.metrics();
+/// assert_eq!(m.num_workers(), 2);
+/// rt.block_on(rt.spawn(async {})).unwrap();
+/// assert_eq!(m.num_alive_tasks(), 0);
+/// ```
+#[derive(Clone)]
+pub struct RuntimeMetrics {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl RuntimeMetrics {
+    /// Number of worker threads.
+    pub fn num_workers(&self) -> usize {
+        self.shared.remotes.len()
+    }
+
+    /// Spawned tasks that have not completed yet (blocking tasks excluded).
+    pub fn num_alive_tasks(&self) -> usize {
+        self.shared.owned.len()
+    }
+
+    /// Workers asleep right now (blocked in the OS, using no CPU).
+    pub fn num_parked_workers(&self) -> usize {
+        self.shared.num_parked()
+    }
+
+    /// Times worker `worker` went to sleep.
+    ///
+    /// # Panics
+    /// If `worker >= num_workers()`.
+    pub fn worker_park_count(&self, worker: usize) -> u64 {
+        WorkerMetrics::read(&self.shared.remotes[worker].metrics.parks)
+    }
+
+    /// Task polls performed by worker `worker`.
+    ///
+    /// # Panics
+    /// If `worker >= num_workers()`.
+    pub fn worker_poll_count(&self, worker: usize) -> u64 {
+        WorkerMetrics::read(&self.shared.remotes[worker].metrics.polls)
+    }
+
+    /// Successful steals by worker `worker` (each takes up to half of a victim's queue).
+    ///
+    /// # Panics
+    /// If `worker >= num_workers()`.
+    pub fn worker_steal_count(&self, worker: usize) -> u64 {
+        WorkerMetrics::read(&self.shared.remotes[worker].metrics.steals)
+    }
+
+    /// Tasks in worker `worker`'s local queue (the LIFO slot excluded).
+    ///
+    /// # Panics
+    /// If `worker >= num_workers()`.
+    pub fn worker_local_queue_depth(&self, worker: usize) -> usize {
+        self.shared.remotes[worker].stealer.len()
+    }
+
+    /// Tasks in the global injector queue.
+    pub fn injection_queue_depth(&self) -> usize {
+        self.shared.injector.len()
+    }
+
+    /// Threads in the blocking pool.
+    pub fn num_blocking_threads(&self) -> usize {
+        self.shared.blocking.num_threads()
+    }
+
+    /// Blocking-pool threads waiting for work.
+    pub fn num_idle_blocking_threads(&self) -> usize {
+        self.shared.blocking.num_idle_threads()
+    }
+
+    /// Blocking closures queued and not yet started.
+    pub fn blocking_queue_depth(&self) -> usize {
+        self.shared.blocking.queue_depth()
+    }
+}

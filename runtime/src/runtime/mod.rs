@@ -1,0 +1,245 @@
+//! The runtime: worker threads, blocking pool and the entry points that start and stop them.
+
+mod block_on;
+mod builder;
+mod handle;
+mod metrics;
+
+pub use builder::Builder;
+pub use handle::{Handle, TryCurrentError};
+pub use metrics::RuntimeMetrics;
+
+use crate::context;
+use crate::scheduler::Shared;
+use crate::sync::lock_std;
+use crate::task::JoinHandle;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A multi-threaded, work-stealing async runtime.
+///
+/// Dropping it shuts it down: workers finish the poll they are in and exit, every task that has
+/// not completed has its future dropped (its `JoinHandle` resolves to a cancelled
+/// [`JoinError`](crate::JoinError)), blocking closures not yet started are dropped, and every
+/// thread is joined. [`shutdown_timeout`](Self::shutdown_timeout) bounds the wait.
+///
+/// ```
+/// use memkit_async_runtime::Runtime;
+///
+/// let rt = Runtime::new().unwrap();
+/// let out = rt.block_on(async {
+///     let a = memkit_async_runtime::spawn(async { 20 });
+///     let b = memkit_async_runtime::spawn(async { 22 });
+///     a.await.unwrap() + b.await.unwrap()
+/// });
+/// assert_eq!(out, 42);
+/// ```
+pub struct Runtime {
+    handle: Handle,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+/// Keeps a runtime as this thread's context until dropped; see [`Runtime::enter`].
+pub struct EnterGuard<'a> {
+    _handle: context::HandleGuard,
+    _runtime: PhantomData<&'a Runtime>,
+}
+
+impl Runtime {
+    /// A runtime with the default configuration (one worker per CPU).
+    ///
+    /// # Errors
+    ///
+    /// If a thread cannot be started.
+    pub fn new() -> io::Result<Runtime> {
+        Builder::new().build()
+    }
+
+    fn from_parts(shared: Arc<Shared>, threads: Vec<thread::JoinHandle<()>>) -> Runtime {
+        Runtime {
+            handle: Handle { shared },
+            threads,
+        }
+    }
+
+    /// A handle to this runtime, usable from any thread.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Spawns a task; see [`crate::spawn`].
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(future)
+    }
+
+    /// Runs a blocking closure on the blocking pool; see [`crate::spawn_blocking`].
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.handle.spawn_blocking(f)
+    }
+
+    /// Drives `future` to completion on the calling thread while the workers run spawned
+    /// tasks. Inside the future, [`spawn`](crate::spawn) and [`Handle::current`] use this
+    /// runtime.
+    ///
+    /// # Panics
+    ///
+    /// If the calling thread already drives asynchronous tasks: a worker thread (inside a
+    /// task), or inside another `block_on`. Blocking such a thread could deadlock the tasks it
+    /// runs; `.await` instead, or call `block_on` from [`spawn_blocking`](crate::spawn_blocking).
+    #[track_caller]
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.handle.block_on(future)
+    }
+
+    /// Makes this runtime the thread's context (for [`spawn`](crate::spawn) and
+    /// [`Handle::current`]) until the guard drops.
+    ///
+    /// ```
+    /// let rt = memkit_async_runtime::Runtime::new().unwrap();
+    /// let _guard = rt.enter();
+    /// let task = memkit_async_runtime::spawn(async { 1 });
+    /// assert_eq!(rt.block_on(task).unwrap(), 1);
+    /// ```
+    pub fn enter(&self) -> EnterGuard<'_> {
+        EnterGuard {
+            _handle: context::set_handle(self.handle.clone()),
+            _runtime: PhantomData,
+        }
+    }
+
+    /// Live counters of this runtime.
+    pub fn metrics(&self) -> RuntimeMetrics {
+        self.handle.metrics()
+    }
+
+    /// Shuts down, waiting at most `timeout` for workers stuck in a poll and for running
+    /// blocking closures; threads still busy after that are detached and left to finish.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let rt = memkit_async_runtime::Runtime::new().unwrap();
+    /// rt.spawn_blocking(|| std::thread::sleep(Duration::from_secs(2)));
+    /// rt.shutdown_timeout(Duration::from_millis(10)); // returns without waiting 2 s
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) {
+        self.shutdown(Some(timeout));
+    }
+
+    /// Shuts down without waiting for running blocking closures or stuck workers.
+    pub fn shutdown_background(self) {
+        self.shutdown_timeout(Duration::ZERO)
+    }
+
+    fn shutdown(&mut self, timeout: Option<Duration>) {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let shared = &self.handle.shared;
+        shared.begin_shutdown();
+        let me = thread::current().id();
+        // Dropped from inside one of its own tasks: that worker cannot be waited for.
+        let own = self.threads.iter().any(|t| t.thread().id() == me) as usize;
+        let mut alive = lock_std(&shared.alive);
+        let all_exited = loop {
+            if *alive <= own {
+                break own == 0;
+            }
+            let now = Instant::now();
+            alive = match deadline {
+                None => shared.exited.wait(alive).unwrap_or_else(|e| e.into_inner()),
+                Some(d) if d > now => {
+                    shared
+                        .exited
+                        .wait_timeout(alive, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                Some(_) => break false,
+            };
+        };
+        drop(alive);
+        for t in self.threads.drain(..) {
+            if all_exited || t.is_finished() {
+                let _ = t.join();
+            }
+        }
+        {
+            // Futures dropped now may call `Handle::current` in their destructors.
+            let _ctx = context::set_handle(self.handle.clone());
+            shared.owned.close_and_shutdown_all();
+            shared.drain_injector();
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        shared.blocking.shutdown(left);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown(None);
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("workers", &self.threads.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Spawns a task onto the current runtime and returns a handle to its output.
+///
+/// The task starts running at once on some worker; it does not wait for the handle to be
+/// awaited. A panic inside it is caught and returned through the handle.
+///
+/// # Panics
+///
+/// Outside a runtime: there is nothing to run the task.
+///
+/// ```
+/// # let rt = memkit_async_runtime::Runtime::new().unwrap();
+/// # rt.block_on(async {
+/// let handle = memkit_async_runtime::spawn(async { "done" });
+/// assert_eq!(handle.await.unwrap(), "done");
+/// # });
+/// ```
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match context::current_handle() {
+        Some(handle) => handle.spawn(future),
+        None => panic!(
+            "`spawn` called outside a memkit-async runtime: {}",
+            handle::NO_RUNTIME
+        ),
+    }
+}
+
+/// Index (0-based) of the worker thread this code runs on, or `None` off the workers.
+///
+/// A task may move between workers at every `.await`; this says where it is now.
+///
+/// ```
+/// let rt = memkit_async_runtime::Builder::new().worker_threads(2).build().unwrap();
+/// let idx = rt.block_on(rt.spawn(async { memkit_async_runtime::runtime::worker_index() }));
+/// assert!(idx.unwrap().unwrap() < 2);
+/// assert_eq!(memkit_async_runtime::runtime::worker_index(), None);
+/// ```
+pub fn worker_index() -> Option<usize> {
+    context::with_worker(|w| w.map(|w| w.index))
+}

@@ -1,0 +1,184 @@
+//! The work-stealing scheduler: per-worker local queues with a LIFO slot, one global injector,
+//! random-victim stealing and parking of idle workers.
+
+mod park;
+mod worker;
+
+pub(crate) use worker::{run as run_worker, Core};
+
+use crate::blocking::BlockingPool;
+use crate::context;
+use crate::runtime::Handle;
+use crate::sync::{lock_std, AtomicBool, Ordering};
+use crate::task::{self, Header, JoinHandle, Notified, OwnedTasks, Schedule, Task};
+use crossbeam_deque::{Injector, Stealer, Worker};
+use crossbeam_utils::sync::{Parker, Unparker};
+use crossbeam_utils::CachePadded;
+use park::Idle;
+use std::future::Future;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// State shared by all workers and handles of one runtime.
+pub(crate) struct Shared {
+    pub(crate) injector: Injector<Notified>,
+    pub(crate) remotes: Box<[Remote]>,
+    pub(crate) idle: Idle,
+    pub(crate) owned: OwnedTasks,
+    shutdown: AtomicBool,
+    pub(crate) blocking: BlockingPool,
+    /// Workers still running, and the condition shutdown waits on.
+    pub(crate) alive: Mutex<usize>,
+    pub(crate) exited: Condvar,
+}
+
+/// What other threads may touch of a worker.
+pub(crate) struct Remote {
+    pub(crate) stealer: Stealer<Notified>,
+    unparker: Unparker,
+    pub(crate) metrics: CachePadded<WorkerMetrics>,
+}
+
+/// Counters written only by their worker (plain load + store), read by anyone.
+#[derive(Default)]
+pub(crate) struct WorkerMetrics {
+    pub(crate) polls: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    pub(crate) parks: AtomicU64,
+    pub(crate) parked: std::sync::atomic::AtomicBool,
+}
+
+/// The per-worker parts that move into each worker thread.
+pub(crate) struct WorkerParts {
+    pub(crate) local: Worker<Notified>,
+    pub(crate) parker: Parker,
+}
+
+impl Shared {
+    pub(crate) fn new(workers: usize, blocking: BlockingPool) -> (Arc<Shared>, Vec<WorkerParts>) {
+        let mut parts = Vec::with_capacity(workers);
+        let mut remotes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let local = Worker::new_fifo();
+            let parker = Parker::new();
+            remotes.push(Remote {
+                stealer: local.stealer(),
+                unparker: parker.unparker().clone(),
+                metrics: CachePadded::new(WorkerMetrics::default()),
+            });
+            parts.push(WorkerParts { local, parker });
+        }
+        let shared = Arc::new(Shared {
+            injector: Injector::new(),
+            remotes: remotes.into_boxed_slice(),
+            idle: Idle::new(workers),
+            owned: OwnedTasks::new(workers),
+            shutdown: AtomicBool::new(false),
+            blocking,
+            alive: Mutex::new(workers),
+            exited: Condvar::new(),
+        });
+        (shared, parts)
+    }
+
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Stops the workers: each finishes its current poll, then exits.
+    pub(crate) fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for remote in self.remotes.iter() {
+            remote.unparker.unpark();
+        }
+    }
+
+    /// Drops every queued reference left in the injector after shutdown.
+    pub(crate) fn drain_injector(&self) {
+        while !self.injector.is_empty() {
+            drop(self.injector.steal());
+        }
+    }
+
+    pub(crate) fn notify_parked(&self) {
+        if let Some(worker) = self.idle.notify_one() {
+            self.remotes[worker].unparker.unpark();
+        }
+    }
+
+    /// Anything queued anywhere? Checked by a worker after registering as a sleeper.
+    pub(crate) fn has_queued_work(&self) -> bool {
+        !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
+    }
+
+    fn schedule_remote(&self, task: Notified) {
+        self.injector.push(task);
+        self.notify_parked();
+        if self.is_shutdown() {
+            // Shutdown may already have drained the injector; nobody will run this.
+            self.drain_injector();
+        }
+    }
+
+    pub(crate) fn num_parked(&self) -> usize {
+        self.remotes
+            .iter()
+            .filter(|r| r.metrics.parked.load(Ordering::SeqCst))
+            .count()
+    }
+
+    /// Records a worker thread's exit; shutdown waits for all of them.
+    pub(crate) fn worker_exited(&self) {
+        *lock_std(&self.alive) -= 1;
+        self.exited.notify_all();
+    }
+}
+
+impl Handle {
+    pub(crate) fn spawn_task<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, notified, join) = task::new_task(future, self.clone(), task::Id::next());
+        match self.shared.owned.bind(task) {
+            Ok(()) => context::with_worker(|worker| match worker {
+                Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => w.schedule_back(notified),
+                _ => self.shared.schedule_remote(notified),
+            }),
+            Err(task) => {
+                // The runtime is shutting down: the task completes as cancelled.
+                drop(notified);
+                task.shutdown();
+            }
+        }
+        join
+    }
+}
+
+impl Schedule for Handle {
+    fn schedule(&self, task: Notified) {
+        context::with_worker(|worker| match worker {
+            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => w.schedule_lifo(task),
+            _ => self.shared.schedule_remote(task),
+        })
+    }
+
+    fn yield_now(&self, task: Notified) {
+        context::with_worker(|worker| match worker {
+            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => w.schedule_back(task),
+            _ => self.shared.schedule_remote(task),
+        })
+    }
+
+    fn release(&self, task: NonNull<Header>) -> Option<Task> {
+        self.shared.owned.remove(task)
+    }
+}
+
+impl WorkerMetrics {
+    pub(crate) fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}

@@ -1,0 +1,197 @@
+//! A worker thread: runs tasks from its LIFO slot, its local queue, the global injector, and
+//! what it steals from others; sleeps when there is nothing anywhere.
+//!
+//! Invariant: `Core` is owned by its worker thread and never shared with another; other threads
+//! reach its queue only through the `Stealer` in `Shared::remotes`.
+
+use super::Shared;
+use crate::context;
+use crate::runtime::Handle;
+use crate::task::Notified;
+use crossbeam_deque::{Steal, Worker};
+use crossbeam_utils::sync::Parker;
+use std::cell::Cell;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// How often the injector is checked before the local queue, so remote spawns are not starved
+/// by tasks that keep re-queueing locally.
+const GLOBAL_QUEUE_INTERVAL: u32 = 61;
+
+/// Consecutive polls from the LIFO slot before it yields to the local queue: a ping-ponging pair
+/// of tasks would otherwise keep the worker to itself.
+const MAX_LIFO_POLLS: u32 = 3;
+
+pub(crate) struct Core {
+    pub(crate) index: usize,
+    pub(crate) shared: Arc<Shared>,
+    local: Worker<Notified>,
+    lifo: Cell<Option<Notified>>,
+    lifo_polls: Cell<u32>,
+    searching: Cell<bool>,
+    tick: Cell<u32>,
+    rng: Cell<u64>,
+    parker: Parker,
+}
+
+/// Runs worker `index` until the runtime shuts down.
+pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>, parker: Parker) {
+    let core = Core {
+        index,
+        shared: shared.clone(),
+        local,
+        lifo: Cell::new(None),
+        lifo_polls: Cell::new(0),
+        searching: Cell::new(false),
+        tick: Cell::new(0),
+        rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F)),
+        parker,
+    };
+    let _handle = context::set_handle(Handle { shared });
+    let _driving = context::enter_driving();
+    let _worker = context::set_worker(&core);
+    core.run();
+    // Queued references are dropped here; the tasks themselves are cancelled by the owned-task
+    // list at shutdown.
+    drop(core.lifo.take());
+    while core.local.pop().is_some() {}
+}
+
+impl Core {
+    fn run(&self) {
+        while !self.shared.is_shutdown() {
+            if let Some(task) = self.next_task().or_else(|| self.steal()) {
+                self.run_task(task);
+            } else {
+                self.park();
+            }
+        }
+    }
+
+    fn run_task(&self, task: Notified) {
+        if self.searching.replace(false) && self.shared.idle.transition_from_searching() {
+            // We were the last one looking: hand the search on in case more work is queued.
+            self.shared.notify_parked();
+        }
+        let m = &self.shared.remotes[self.index].metrics;
+        m.polls.store(m.polls.load(Relaxed) + 1, Relaxed);
+        task.run();
+    }
+
+    fn next_task(&self) -> Option<Notified> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % GLOBAL_QUEUE_INTERVAL == 0 {
+            if let Some(task) = self.pop_injector() {
+                return Some(task);
+            }
+        }
+        if let Some(task) = self.lifo.take() {
+            let polls = self.lifo_polls.get();
+            if polls < MAX_LIFO_POLLS {
+                self.lifo_polls.set(polls + 1);
+                return Some(task);
+            }
+            self.local.push(task);
+            self.shared.notify_parked();
+        }
+        self.lifo_polls.set(0);
+        self.local.pop().or_else(|| self.pop_injector())
+    }
+
+    fn pop_injector(&self) -> Option<Notified> {
+        loop {
+            match self.shared.injector.steal_batch_and_pop(&self.local) {
+                Steal::Success(task) => {
+                    if !self.local.is_empty() {
+                        // The batch can be shared with sleeping workers.
+                        self.shared.notify_parked();
+                    }
+                    return Some(task);
+                }
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    /// Steals half of a random victim's queue.
+    fn steal(&self) -> Option<Notified> {
+        if !self.searching.get() {
+            if !self.shared.idle.transition_to_searching() {
+                return None;
+            }
+            self.searching.set(true);
+        }
+        let remotes = &self.shared.remotes;
+        let start = self.next_random() as usize % remotes.len();
+        for i in 0..remotes.len() {
+            let victim = (start + i) % remotes.len();
+            if victim == self.index {
+                continue;
+            }
+            loop {
+                match remotes[victim].stealer.steal_batch_and_pop(&self.local) {
+                    Steal::Success(task) => {
+                        let m = &remotes[self.index].metrics;
+                        m.steals.store(m.steals.load(Relaxed) + 1, Relaxed);
+                        return Some(task);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+        }
+        self.pop_injector()
+    }
+
+    fn park(&self) {
+        let shared = &*self.shared;
+        shared
+            .idle
+            .register_sleeper(self.index, self.searching.replace(false));
+        if shared.has_queued_work() || shared.is_shutdown() {
+            shared.idle.unregister_sleeper(self.index);
+            self.searching.set(true);
+            return;
+        }
+        let m = &shared.remotes[self.index].metrics;
+        m.parks.store(m.parks.load(Relaxed) + 1, Relaxed);
+        m.parked.store(true, std::sync::atomic::Ordering::SeqCst);
+        loop {
+            self.parker.park();
+            if shared.is_shutdown() || !shared.idle.is_sleeping(self.index) {
+                break;
+            }
+            // A stale unpark token from an earlier notification: still asleep.
+        }
+        m.parked.store(false, std::sync::atomic::Ordering::SeqCst);
+        shared.idle.unregister_sleeper(self.index);
+        self.searching.set(true);
+    }
+
+    /// Queues a task woken on this worker: into the LIFO slot, so a task that just unblocked
+    /// another runs next, with its data still hot in cache.
+    pub(crate) fn schedule_lifo(&self, task: Notified) {
+        if let Some(prev) = self.lifo.replace(Some(task)) {
+            self.local.push(prev);
+            self.shared.notify_parked();
+        }
+    }
+
+    /// Queues a spawned or yielding task behind this worker's queued tasks.
+    pub(crate) fn schedule_back(&self, task: Notified) {
+        self.local.push(task);
+        self.shared.notify_parked();
+    }
+
+    fn next_random(&self) -> u64 {
+        // xorshift64*: victim choice needs spread, not quality.
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
