@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 pub struct Runtime {
     handle: Handle,
     threads: Vec<thread::JoinHandle<()>>,
+    shut_down: bool,
 }
 
 /// Keeps a runtime as this thread's context until dropped; see [`Runtime::enter`].
@@ -64,6 +65,7 @@ impl Runtime {
         Runtime {
             handle: Handle { shared },
             threads,
+            shut_down: false,
         }
     }
 
@@ -144,6 +146,10 @@ impl Runtime {
     }
 
     fn shutdown(&mut self, timeout: Option<Duration>) {
+        // `shutdown_timeout` already ran; `Drop` must not wait again, unbounded.
+        if std::mem::replace(&mut self.shut_down, true) {
+            return;
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let shared = &self.handle.shared;
         shared.begin_shutdown();

@@ -203,28 +203,29 @@ where
     // SAFETY: the caller's `Notified` reference keeps the task alive.
     let cell = unsafe { cell::<F, S>(ptr) };
     let state = &cell.head.header.state;
-    let cancelled = match state.transition_to_running() {
-        // SAFETY: we hold `RUNNING`.
-        ToRunning::Success if unsafe { poll_future(cell, ptr) } => false,
-        ToRunning::Success => match state.transition_to_idle() {
-            ToIdle::Ok => return,
-            ToIdle::OkNotified => {
-                // SAFETY: the running reference became a `Notified` one (state.rs).
-                cell.scheduler.yield_now(unsafe { Notified::from_raw(RawTask { ptr }) });
-                return;
+    match state.transition_to_running() {
+        ToRunning::Success => {
+            // SAFETY: we hold `RUNNING`.
+            if !unsafe { poll_future(cell, ptr) } {
+                match state.transition_to_idle() {
+                    ToIdle::Ok => return,
+                    ToIdle::OkNotified => {
+                        // SAFETY: the running reference became a `Notified` one (state.rs).
+                        let task = unsafe { Notified::from_raw(RawTask { ptr }) };
+                        return cell.scheduler.yield_now(task);
+                    }
+                    // SAFETY: we hold `RUNNING`.
+                    ToIdle::Cancelled => unsafe { cancel_task(cell, ptr) },
+                }
             }
-            ToIdle::Cancelled => true,
-        },
-        ToRunning::Cancelled => true,
+        }
+        // SAFETY: we hold `RUNNING`.
+        ToRunning::Cancelled => unsafe { cancel_task(cell, ptr) },
         ToRunning::Failed => return,
         // SAFETY: the last reference is gone.
         ToRunning::Dealloc => return unsafe { dealloc::<F, S>(ptr) },
-    };
-    if cancelled {
-        // SAFETY: we hold `RUNNING`.
-        unsafe { cancel_task(cell, ptr) };
     }
-    // SAFETY: we hold `RUNNING` and the running reference.
+    // SAFETY: we hold `RUNNING` and the running reference; the output is stored.
     unsafe { complete::<F, S>(ptr, 1) }
 }
 
