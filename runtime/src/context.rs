@@ -34,7 +34,11 @@ thread_local! {
 pub(crate) struct TaskGuard(Option<NonNull<Header>>);
 
 pub(crate) fn enter_task(task: NonNull<Header>) -> TaskGuard {
-    TaskGuard(CONTEXT.try_with(|c| c.task.replace(Some(task))).unwrap_or(None))
+    TaskGuard(
+        CONTEXT
+            .try_with(|c| c.task.replace(Some(task)))
+            .unwrap_or(None),
+    )
 }
 
 impl Drop for TaskGuard {

@@ -174,14 +174,15 @@ impl BlockingPool {
         let me = thread::current().id();
         let mut state = lock(&self.inner.state);
         // A runtime dropped from one of its own blocking threads cannot wait for that thread.
-        let own = state
-            .threads
-            .values()
-            .any(|t| t.thread().id() == me) as usize;
+        let own = state.threads.values().any(|t| t.thread().id() == me) as usize;
         while state.num_threads > own {
             let now = Instant::now();
             state = match deadline {
-                None => self.inner.exited.wait(state).unwrap_or_else(|e| e.into_inner()),
+                None => self
+                    .inner
+                    .exited
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner()),
                 Some(d) if d > now => {
                     self.inner
                         .exited

@@ -117,16 +117,15 @@ impl Builder {
     /// `InvalidInput` for a zero worker or blocking thread count; the OS error if a thread
     /// cannot be started (threads already started are stopped and joined first).
     pub fn build(&mut self) -> io::Result<Runtime> {
-        let workers = match self.worker_threads {
-            Some(0) => {
-                return Err(invalid(
+        let workers =
+            match self.worker_threads {
+                Some(0) => return Err(invalid(
                     "worker_threads(0): a runtime needs at least 1 worker thread; pass 1 or more, \
                      or leave it unset for one per CPU",
-                ))
-            }
-            Some(n) => n,
-            None => thread::available_parallelism().map_or(1, |n| n.get()),
-        };
+                )),
+                Some(n) => n,
+                None => thread::available_parallelism().map_or(1, |n| n.get()),
+            };
         if self.max_blocking_threads == 0 {
             return Err(invalid(
                 "max_blocking_threads(0): the blocking pool needs at least 1 thread; pass 1 or \

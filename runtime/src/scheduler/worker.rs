@@ -44,7 +44,9 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>, pa
         lifo_polls: Cell::new(0),
         searching: Cell::new(false),
         tick: Cell::new(0),
-        rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F)),
+        rng: Cell::new(
+            0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F),
+        ),
         parker,
     };
     let _handle = context::set_handle(Handle { shared });

@@ -4,7 +4,6 @@ use super::Id;
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::sync::Mutex;
 
 /// The error a [`JoinHandle`](crate::JoinHandle) resolves to when its task did not complete
 /// normally: it panicked, or it was cancelled (by [`abort`](crate::JoinHandle::abort) or by
@@ -23,8 +22,21 @@ pub struct JoinError {
 
 enum Repr {
     Cancelled,
-    // The mutex makes the payload `Sync` so `JoinError` can travel in `Box<dyn Error + Send + Sync>`.
-    Panic(Mutex<Box<dyn Any + Send + 'static>>),
+    Panic(Payload),
+}
+
+/// A panic payload that makes `JoinError` `Sync`, so it can travel in
+/// `Box<dyn Error + Send + Sync>`: shared access only ever reads `Sync` types out of it.
+struct Payload(Box<dyn Any + Send + 'static>);
+
+// SAFETY: through `&Payload` the only access is `downcast_ref` to a `Sync` type (`&str` or
+// `String`); the payload itself is reached only by value.
+unsafe impl Sync for Payload {}
+
+impl Payload {
+    fn downcast_ref<T: Any + Sync>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
 }
 
 impl JoinError {
@@ -38,7 +50,7 @@ impl JoinError {
     pub(crate) fn panic(id: Id, payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
             id,
-            repr: Repr::Panic(Mutex::new(payload)),
+            repr: Repr::Panic(Payload(payload)),
         }
     }
 
@@ -62,14 +74,16 @@ impl JoinError {
     pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
         match self.try_into_panic() {
             Ok(payload) => payload,
-            Err(err) => panic!("`JoinError::into_panic` called on a task that did not panic: {err}"),
+            Err(err) => {
+                panic!("`JoinError::into_panic` called on a task that did not panic: {err}")
+            }
         }
     }
 
     /// The panic payload, or `self` back if the task was cancelled.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            Repr::Panic(p) => Ok(p.into_inner().unwrap_or_else(|e| e.into_inner())),
+            Repr::Panic(p) => Ok(p.0),
             Repr::Cancelled => Err(self),
         }
     }
@@ -83,7 +97,6 @@ impl JoinError {
         let Repr::Panic(p) = &self.repr else {
             return None;
         };
-        let p = p.lock().unwrap_or_else(|e| e.into_inner());
         p.downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
@@ -94,7 +107,9 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.repr, self.panic_message()) {
             (Repr::Cancelled, _) => write!(f, "task {} was cancelled", self.id),
-            (Repr::Panic(_), Some(msg)) => write!(f, "task {} panicked with message {msg:?}", self.id),
+            (Repr::Panic(_), Some(msg)) => {
+                write!(f, "task {} panicked with message {msg:?}", self.id)
+            }
             (Repr::Panic(_), None) => write!(f, "task {} panicked", self.id),
         }
     }

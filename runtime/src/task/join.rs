@@ -74,8 +74,10 @@ impl<T> Future for JoinHandle<T> {
         // SAFETY: the task's output type is `T` (constructor contract) and this handle holds
         // the join interest.
         unsafe {
-            self.raw
-                .try_read_output((&mut out as *mut Poll<Result<T, JoinError>>).cast(), cx.waker())
+            self.raw.try_read_output(
+                (&mut out as *mut Poll<Result<T, JoinError>>).cast(),
+                cx.waker(),
+            )
         };
         out
     }

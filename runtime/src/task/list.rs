@@ -16,7 +16,6 @@ use std::ptr::NonNull;
 pub(crate) struct Pointers {
     prev: UnsafeCell<Option<NonNull<Header>>>,
     next: UnsafeCell<Option<NonNull<Header>>>,
-    linked: UnsafeCell<bool>,
 }
 
 impl Pointers {
@@ -24,7 +23,6 @@ impl Pointers {
         Pointers {
             prev: UnsafeCell::new(None),
             next: UnsafeCell::new(None),
-            linked: UnsafeCell::new(false),
         }
     }
 }
@@ -87,7 +85,6 @@ impl OwnedTasks {
         unsafe {
             *l.prev.get() = None;
             *l.next.get() = shard.head;
-            *l.linked.get() = true;
             if let Some(head) = shard.head {
                 *links(head).prev.get() = Some(ptr);
             }
@@ -135,7 +132,8 @@ fn unlink(shard: &mut Shard, task: NonNull<Header>) -> Option<Task> {
     // SAFETY: the caller holds the shard lock (file invariant); linked neighbours are alive
     // because the list holds a reference to each.
     unsafe {
-        if !*l.linked.get() {
+        // Linked means: somebody's successor, or the head.
+        if (*l.prev.get()).is_none() && shard.head != Some(task) {
             return None;
         }
         let prev = (*l.prev.get()).take();
@@ -147,7 +145,6 @@ fn unlink(shard: &mut Shard, task: NonNull<Header>) -> Option<Task> {
         if let Some(n) = next {
             *links(n).prev.get() = prev;
         }
-        *l.linked.get() = false;
     }
     shard.len -= 1;
     // SAFETY: the list's reference is transferred to the returned `Task`.

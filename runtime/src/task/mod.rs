@@ -44,7 +44,11 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
 }
 
 /// Allocates a task: the owned-list reference, the first `Notified` and the join handle.
-pub(crate) fn new_task<F, S>(future: F, scheduler: S, id: Id) -> (Task, Notified, JoinHandle<F::Output>)
+pub(crate) fn new_task<F, S>(
+    future: F,
+    scheduler: S,
+    id: Id,
+) -> (Task, Notified, JoinHandle<F::Output>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -53,7 +57,13 @@ where
     let raw = RawTask::new(future, scheduler, id);
     // SAFETY: a new task holds exactly these three references, and its output type is
     // `F::Output`.
-    unsafe { (Task::from_raw(raw), Notified::from_raw(raw), JoinHandle::new(raw)) }
+    unsafe {
+        (
+            Task::from_raw(raw),
+            Notified::from_raw(raw),
+            JoinHandle::new(raw),
+        )
+    }
 }
 
 /// The id of the task being polled on this thread, or `None` outside a task.

@@ -45,7 +45,7 @@ const REF_ONE: usize = 1 << REF_SHIFT;
 const LIFECYCLE_MASK: usize = REF_ONE - 1;
 
 /// Initial state: three references, notified (the spawn schedules it) and with join interest.
-const INITIAL: usize = 3 * REF_ONE | NOTIFIED | JOIN_INTEREST;
+const INITIAL: usize = (3 * REF_ONE) | NOTIFIED | JOIN_INTEREST;
 
 pub(crate) struct State {
     word: AtomicUsize,

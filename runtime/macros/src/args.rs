@@ -1,0 +1,233 @@
+//! The attribute arguments: `worker_threads = N`, `memory_limit = EXPR`, `crate = "path"`.
+
+use proc_macro2::TokenStream;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::{Error, Expr, ExprLit, Ident, Lit, LitInt, Path, Result, Token};
+
+const ACCEPTED: &str = "expected one of `worker_threads`, `memory_limit`, `crate`";
+
+/// The runtime settings the attribute asked for; `None` keeps the builder's default.
+#[derive(Default)]
+pub(crate) struct Config {
+    pub(crate) worker_threads: Option<LitInt>,
+    pub(crate) memory_limit: Option<Expr>,
+    pub(crate) crate_path: Option<Path>,
+}
+
+/// One `name = value` pair. The value is optional here so that a bare `name`
+/// gets a message about that name rather than a generic "expected `=`".
+struct Arg {
+    name: Ident,
+    value: Option<Expr>,
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream) -> Result<Self> {
+        // `parse_any` because `crate` is a keyword.
+        let name = input.call(Ident::parse_any).map_err(|e| {
+            Error::new(
+                e.span(),
+                format!("expected an argument such as `worker_threads = 4`; {ACCEPTED}"),
+            )
+        })?;
+        let value = match input.parse::<Option<Token![=]>>()? {
+            Some(_) => Some(input.parse()?),
+            None => None,
+        };
+        Ok(Arg { name, value })
+    }
+}
+
+/// Parses the arguments, keeping every valid one so that the expansion stays close to
+/// what was meant, and gathering every problem into one error.
+pub(crate) fn parse(args: TokenStream) -> (Config, Option<Error>) {
+    let mut config = Config::default();
+    let parsed = match Punctuated::<Arg, Token![,]>::parse_terminated.parse2(args) {
+        Ok(parsed) => parsed,
+        Err(e) => return (config, Some(e)),
+    };
+    let mut errors = Errors::default();
+    let mut seen: Vec<String> = Vec::new();
+    for Arg { name, value } in parsed {
+        let key = name.unraw().to_string();
+        if !matches!(key.as_str(), "worker_threads" | "memory_limit" | "crate") {
+            errors.push(Error::new(name.span(), unknown(&key)));
+            continue;
+        }
+        if seen.contains(&key) {
+            errors.push(Error::new(
+                name.span(),
+                format!("duplicate argument `{key}`"),
+            ));
+            continue;
+        }
+        seen.push(key.clone());
+        let Some(value) = value else {
+            errors.push(Error::new(
+                name.span(),
+                format!("`{key}` needs a value, e.g. {}", example(&key)),
+            ));
+            continue;
+        };
+        let applied = match key.as_str() {
+            "worker_threads" => worker_threads(&value).map(|n| config.worker_threads = Some(n)),
+            "memory_limit" => {
+                config.memory_limit = Some(value);
+                Ok(())
+            }
+            _ => crate_path(&value).map(|p| config.crate_path = Some(p)),
+        };
+        if let Err(e) = applied {
+            errors.push(e);
+        }
+    }
+    (config, errors.0)
+}
+
+fn unknown(key: &str) -> String {
+    if key == "flavor" {
+        // The usual leftover when porting from `#[tokio::main(flavor = "current_thread")]`.
+        return format!(
+            "unknown argument `flavor`: memkit-async has one multi-threaded runtime, \
+             use `worker_threads = 1` for a single worker; {ACCEPTED}"
+        );
+    }
+    format!("unknown argument `{key}`; {ACCEPTED}")
+}
+
+fn example(key: &str) -> &'static str {
+    match key {
+        "worker_threads" => "`worker_threads = 4`",
+        "memory_limit" => "`memory_limit = 512 << 20`",
+        _ => "`crate = \"memkit_async\"`",
+    }
+}
+
+/// Validated at expansion time so that `0` or a typo fails the build, not the first run.
+/// Re-emitted with a `usize` suffix so a literal like `4u8` still fits the builder.
+fn worker_threads(value: &Expr) -> Result<LitInt> {
+    let Expr::Lit(ExprLit {
+        lit: Lit::Int(int), ..
+    }) = ungroup(value)
+    else {
+        return Err(Error::new_spanned(
+            value,
+            "`worker_threads` must be an integer literal, e.g. `worker_threads = 4`",
+        ));
+    };
+    match int.base10_parse::<usize>()? {
+        0 => Err(Error::new(
+            int.span(),
+            "`worker_threads` must be at least 1",
+        )),
+        n => Ok(LitInt::new(&format!("{n}usize"), int.span())),
+    }
+}
+
+fn crate_path(value: &Expr) -> Result<Path> {
+    let msg = "`crate` must be a string holding a path, e.g. `crate = \"memkit_async\"`";
+    match ungroup(value) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => s.parse().map_err(|_| Error::new(s.span(), msg)),
+        _ => Err(Error::new_spanned(value, msg)),
+    }
+}
+
+/// Values passed through a `macro_rules!` fragment arrive wrapped in an invisible group.
+fn ungroup(mut value: &Expr) -> &Expr {
+    while let Expr::Group(group) = value {
+        value = &group.expr;
+    }
+    value
+}
+
+/// Collects errors so that the user sees all of them in one build.
+#[derive(Default)]
+pub(crate) struct Errors(pub(crate) Option<Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: Error) {
+        match &mut self.0 {
+            Some(first) => first.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::{quote, ToTokens};
+
+    fn ok(args: TokenStream) -> Config {
+        let (config, error) = parse(args);
+        assert!(error.is_none(), "unexpected error: {}", error.unwrap());
+        config
+    }
+
+    fn err(args: TokenStream) -> String {
+        let (_, error) = parse(args);
+        let error = error.expect("an error");
+        error
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn empty_keeps_defaults() {
+        let config = ok(quote!());
+        assert!(config.worker_threads.is_none());
+        assert!(config.memory_limit.is_none());
+        assert!(config.crate_path.is_none());
+    }
+
+    #[test]
+    fn all_arguments() {
+        let config = ok(quote!(
+            worker_threads = 4u8,
+            memory_limit = 512 << 20,
+            crate = "my::rt",
+        ));
+        assert_eq!(config.worker_threads.unwrap().to_string(), "4usize");
+        assert_eq!(
+            config.memory_limit.unwrap().to_token_stream().to_string(),
+            "512 << 20"
+        );
+        assert_eq!(
+            config.crate_path.unwrap().to_token_stream().to_string(),
+            "my :: rt"
+        );
+    }
+
+    #[test]
+    fn worker_threads_is_validated() {
+        assert_eq!(
+            err(quote!(worker_threads = 0)),
+            "`worker_threads` must be at least 1"
+        );
+        assert!(err(quote!(worker_threads = "4")).contains("must be an integer literal"));
+        assert!(err(quote!(worker_threads = n)).contains("must be an integer literal"));
+        assert!(err(quote!(worker_threads)).contains("needs a value"));
+    }
+
+    #[test]
+    fn unknown_and_duplicate_are_all_reported() {
+        let msg = err(quote!(threads = 2, worker_threads = 1, worker_threads = 2));
+        assert!(msg.contains("unknown argument `threads`"), "{msg}");
+        assert!(msg.contains(ACCEPTED), "{msg}");
+        assert!(msg.contains("duplicate argument `worker_threads`"), "{msg}");
+        assert!(err(quote!(flavor = "current_thread")).contains("worker_threads = 1"));
+    }
+
+    #[test]
+    fn bad_syntax() {
+        assert!(err(quote!(4)).contains("expected an argument"));
+        assert!(err(quote!(crate = 3)).contains("`crate` must be a string"));
+        assert!(err(quote!(crate = "not a path")).contains("`crate` must be a string"));
+    }
+}

@@ -1,0 +1,8 @@
+//! Compile errors of `#[memkit_async::main]` and `#[memkit_async::test]`.
+//! Regenerate the expected output with `TRYBUILD=overwrite cargo test --test macros_ui`.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+}

@@ -1,0 +1,5 @@
+#[memkit_async::main]
+async fn main() -> Result<(), String> {
+    let n: u32 = "not a number";
+    Ok(n)
+}

@@ -1,0 +1,2 @@
+#[memkit_async::main(worker_threads = 2, worker_threads = 4)]
+async fn main() {}

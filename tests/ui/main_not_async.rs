@@ -1,0 +1,2 @@
+#[memkit_async::main]
+fn main() {}

@@ -1,0 +1,4 @@
+#[memkit_async::main]
+struct Config;
+
+fn main() {}

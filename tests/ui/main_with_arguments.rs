@@ -1,0 +1,4 @@
+#[memkit_async::main]
+async fn main(verbose: bool) {
+    let _ = verbose;
+}

@@ -1,0 +1,4 @@
+#[memkit_async::test]
+fn not_async() {}
+
+fn main() {}

@@ -1,0 +1,5 @@
+#[memkit_async::test]
+#[test]
+async fn twice() {}
+
+fn main() {}

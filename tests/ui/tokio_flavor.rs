@@ -1,0 +1,2 @@
+#[memkit_async::main(flavor = "current_thread")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[memkit_async::main(threads = 4)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[memkit_async::main(worker_threads = 0)]
+async fn main() {}
