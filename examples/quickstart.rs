@@ -11,7 +11,9 @@ async fn main() {
 
     // Fan out: each task sums a slice of the range; the results come back through JoinHandles.
     let tasks: Vec<_> = (0..8u64)
-        .map(|i| memkit_async::spawn(async move { (i * 1_000_000..(i + 1) * 1_000_000).sum::<u64>() }))
+        .map(|i| {
+            memkit_async::spawn(async move { (i * 1_000_000..(i + 1) * 1_000_000).sum::<u64>() })
+        })
         .collect();
     let mut total = 0;
     for task in tasks {

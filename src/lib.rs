@@ -17,6 +17,9 @@
 #![warn(missing_docs)]
 
 pub use memkit_async_macros::{main, test};
+pub use memkit_async_runtime::memory::{
+    MkAllocError, MkBackpressure, MkBudget, MkBudgetGuard, MkEvictable,
+};
 pub use memkit_async_runtime::{
-    runtime, spawn, spawn_blocking, task, Builder, Handle, JoinError, JoinHandle, Runtime,
+    memory, runtime, spawn, spawn_blocking, task, Builder, Handle, JoinError, JoinHandle, Runtime,
 };

@@ -19,10 +19,12 @@
 
 mod blocking;
 mod context;
+pub mod memory;
 pub mod runtime;
 mod scheduler;
 mod sync;
 pub mod task;
+mod time;
 
 pub use blocking::spawn_blocking;
 pub use runtime::{spawn, Builder, Handle, Runtime};

@@ -2,6 +2,7 @@
 
 use super::Runtime;
 use crate::blocking::{BlockingPool, PoolConfig};
+use crate::memory::{MkBackpressure, MkBudget};
 use crate::scheduler::{self, Shared};
 use std::fmt;
 use std::io;
@@ -32,6 +33,8 @@ pub struct Builder {
     on_thread_stop: Option<Callback>,
     max_blocking_threads: usize,
     thread_keep_alive: Duration,
+    memory_limit: Option<usize>,
+    memory_policy: MkBackpressure,
 }
 
 impl Default for Builder {
@@ -52,6 +55,8 @@ impl Builder {
             on_thread_stop: None,
             max_blocking_threads: 512,
             thread_keep_alive: Duration::from_secs(10),
+            memory_limit: None,
+            memory_policy: MkBackpressure::Wait,
         }
     }
 
@@ -110,6 +115,24 @@ impl Builder {
         self
     }
 
+    /// Caps the memory charged to the runtime's root budget at `bytes`: every budget created
+    /// with [`Handle::memory_budget`](crate::Handle::memory_budget)`.child(..)` is charged into it. Default: unlimited.
+    ///
+    /// ```
+    /// let rt = memkit_async_runtime::Builder::new().memory_limit(64 << 20).build().unwrap();
+    /// assert_eq!(rt.memory_budget().limit(), 64 << 20);
+    /// ```
+    pub fn memory_limit(&mut self, bytes: usize) -> &mut Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Policy of the root budget for requests made on it directly. Default: `Wait`.
+    pub fn memory_policy(&mut self, policy: MkBackpressure) -> &mut Self {
+        self.memory_policy = policy;
+        self
+    }
+
     /// Starts the runtime's worker threads.
     ///
     /// # Errors
@@ -140,7 +163,9 @@ impl Builder {
             on_start: self.on_thread_start.clone(),
             on_stop: self.on_thread_stop.clone(),
         });
-        let (shared, parts) = Shared::new(workers, blocking);
+        let memory =
+            MkBudget::new(self.memory_limit.unwrap_or(usize::MAX)).with_policy(self.memory_policy);
+        let (shared, parts) = Shared::new(workers, blocking, memory);
         let mut threads = Vec::with_capacity(workers);
         for (index, part) in parts.into_iter().enumerate() {
             match self.spawn_worker(&shared, index, part) {
@@ -202,6 +227,8 @@ impl fmt::Debug for Builder {
             .field("thread_stack_size", &self.thread_stack_size)
             .field("max_blocking_threads", &self.max_blocking_threads)
             .field("thread_keep_alive", &self.thread_keep_alive)
+            .field("memory_limit", &self.memory_limit)
+            .field("memory_policy", &self.memory_policy)
             .finish_non_exhaustive()
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{block_on, RuntimeMetrics};
 use crate::context;
+use crate::memory::MkBudget;
 use crate::scheduler::Shared;
 use crate::task::JoinHandle;
 use std::fmt;
@@ -88,6 +89,12 @@ impl Handle {
     #[track_caller]
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         block_on::block_on(self, future)
+    }
+
+    /// The runtime's root budget (its [`memory_limit`](crate::Builder::memory_limit)); make
+    /// per-task or per-connection budgets with `.child(limit)`.
+    pub fn memory_budget(&self) -> &MkBudget {
+        &self.shared.memory
     }
 
     /// Live counters of this runtime.

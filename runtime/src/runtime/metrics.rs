@@ -84,4 +84,24 @@ impl RuntimeMetrics {
     pub fn blocking_queue_depth(&self) -> usize {
         self.shared.blocking.queue_depth()
     }
+
+    /// Bytes charged to the runtime's root budget.
+    pub fn memory_used(&self) -> usize {
+        self.shared.memory.used()
+    }
+
+    /// Highest `memory_used()` so far.
+    pub fn memory_peak(&self) -> usize {
+        self.shared.memory.peak()
+    }
+
+    /// The runtime's `memory_limit` (`usize::MAX` when unlimited).
+    pub fn memory_limit(&self) -> usize {
+        self.shared.memory.limit()
+    }
+
+    /// Requests queued on the root budget, waiting for memory.
+    pub fn memory_waiting(&self) -> usize {
+        self.shared.memory.waiting()
+    }
 }

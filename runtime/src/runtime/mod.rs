@@ -122,6 +122,11 @@ impl Runtime {
         }
     }
 
+    /// The runtime's root budget; see [`Handle::memory_budget`].
+    pub fn memory_budget(&self) -> &crate::memory::MkBudget {
+        self.handle.memory_budget()
+    }
+
     /// Live counters of this runtime.
     pub fn metrics(&self) -> RuntimeMetrics {
         self.handle.metrics()

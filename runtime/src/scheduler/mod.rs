@@ -8,6 +8,7 @@ pub(crate) use worker::{run as run_worker, Core};
 
 use crate::blocking::BlockingPool;
 use crate::context;
+use crate::memory::MkBudget;
 use crate::runtime::Handle;
 use crate::sync::{lock_std, AtomicBool, Ordering};
 use crate::task::{self, Header, JoinHandle, Notified, OwnedTasks, Schedule, Task};
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) owned: OwnedTasks,
     shutdown: AtomicBool,
     pub(crate) blocking: BlockingPool,
+    /// The root budget: the runtime's `memory_limit`.
+    pub(crate) memory: MkBudget,
     /// Workers still running, and the condition shutdown waits on.
     pub(crate) alive: Mutex<usize>,
     pub(crate) exited: Condvar,
@@ -56,7 +59,11 @@ pub(crate) struct WorkerParts {
 }
 
 impl Shared {
-    pub(crate) fn new(workers: usize, blocking: BlockingPool) -> (Arc<Shared>, Vec<WorkerParts>) {
+    pub(crate) fn new(
+        workers: usize,
+        blocking: BlockingPool,
+        memory: MkBudget,
+    ) -> (Arc<Shared>, Vec<WorkerParts>) {
         let mut parts = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -76,6 +83,7 @@ impl Shared {
             owned: OwnedTasks::new(workers),
             shutdown: AtomicBool::new(false),
             blocking,
+            memory,
             alive: Mutex::new(workers),
             exited: Condvar::new(),
         });

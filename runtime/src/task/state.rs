@@ -291,7 +291,6 @@ impl State {
     }
 
     /// Sets or clears `WAITING_MEMORY`.
-    #[allow(dead_code)] // Set by the budget wait queue.
     pub(crate) fn set_waiting_for_memory(&self, waiting: bool) {
         if waiting {
             self.word.fetch_or(WAITING_MEMORY, Ordering::AcqRel);

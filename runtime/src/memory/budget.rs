@@ -1,0 +1,406 @@
+//! `MkBudget`: a shareable byte limit with a backpressure policy, forming a tree.
+//!
+//! Charging walks from the budget to the root with one compare-and-swap per level and no lock;
+//! locks are taken only when a request must queue or someone is queued. Each budget keeps a
+//! FIFO of the requests blocked on it: a release serves the head first, so a large request is
+//! never overtaken by later small ones.
+
+use super::wait::{Acquire, Waiter};
+use super::{MkAllocError, MkBackpressure, MkEvictable};
+use crate::sync::lock_std as lock;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, Weak};
+
+/// A shareable byte limit with a [`MkBackpressure`] policy.
+///
+/// Budgets form a tree: bytes charged to a [`child`](Self::child) are charged to every ancestor
+/// too, so a request fits only if it fits at every level. A runtime's root budget is its
+/// [`memory_limit`](crate::runtime::Builder::memory_limit).
+///
+/// ```
+/// use memkit_async_runtime::memory::{MkBackpressure, MkBudget};
+///
+/// let root = MkBudget::new(1 << 20).with_policy(MkBackpressure::Fail);
+/// let child = root.child(256 << 10);
+/// let guard = child.try_acquire(200 << 10).unwrap();
+/// assert_eq!((child.used(), root.used()), (200 << 10, 200 << 10));
+/// assert!(child.try_acquire(100 << 10).is_err()); // over the child's 256 KiB
+/// drop(guard);
+/// assert_eq!(root.used(), 0);
+/// ```
+#[derive(Clone)]
+pub struct MkBudget {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limit: usize,
+    used: AtomicUsize,
+    peak: AtomicUsize,
+    policy: Mutex<MkBackpressure>,
+    parent: Option<MkBudget>,
+    waiters: Mutex<VecDeque<Arc<Waiter>>>,
+    num_waiting: AtomicUsize,
+    evictables: Mutex<Vec<Weak<dyn MkEvictable>>>,
+}
+
+/// Bytes held from a budget; dropping the guard releases them (and serves waiting requests).
+///
+/// `mem::forget` of a guard leaks its bytes from the budget (they stay counted as used); it
+/// never causes undefined behaviour.
+#[must_use = "dropping the guard releases the bytes at once"]
+pub struct MkBudgetGuard {
+    budget: MkBudget,
+    bytes: usize,
+}
+
+impl MkBudget {
+    /// A root budget of `limit` bytes with the `Wait` policy.
+    pub fn new(limit: usize) -> MkBudget {
+        MkBudget::with_parent(limit, MkBackpressure::default(), None)
+    }
+
+    /// A root budget without a limit.
+    pub fn unlimited() -> MkBudget {
+        MkBudget::new(usize::MAX)
+    }
+
+    fn with_parent(limit: usize, policy: MkBackpressure, parent: Option<MkBudget>) -> MkBudget {
+        MkBudget {
+            inner: Arc::new(Inner {
+                limit,
+                used: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+                policy: Mutex::new(policy),
+                parent,
+                waiters: Mutex::new(VecDeque::new()),
+                num_waiting: AtomicUsize::new(0),
+                evictables: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Sets the policy applied to requests made on this budget (and on all its clones, which
+    /// are the same budget). Children created afterwards inherit it.
+    pub fn with_policy(self, policy: MkBackpressure) -> MkBudget {
+        *lock(&self.inner.policy) = policy;
+        self
+    }
+
+    /// A child budget of `limit` bytes, charged into this one, with this budget's policy.
+    pub fn child(&self, limit: usize) -> MkBudget {
+        MkBudget::with_parent(limit, self.policy(), Some(self.clone()))
+    }
+
+    /// The policy applied to requests made on this budget.
+    pub fn policy(&self) -> MkBackpressure {
+        *lock(&self.inner.policy)
+    }
+
+    /// The limit in bytes (`usize::MAX` when unlimited).
+    pub fn limit(&self) -> usize {
+        self.inner.limit
+    }
+
+    /// Bytes currently charged to this budget (its descendants included).
+    pub fn used(&self) -> usize {
+        self.inner.used.load(SeqCst)
+    }
+
+    /// The highest `used()` seen so far.
+    pub fn peak(&self) -> usize {
+        self.inner.peak.load(SeqCst)
+    }
+
+    /// Requests queued on this budget, waiting for bytes to be released.
+    pub fn waiting(&self) -> usize {
+        self.inner.num_waiting.load(SeqCst)
+    }
+
+    /// The budget this one is charged into.
+    pub fn parent(&self) -> Option<&MkBudget> {
+        self.inner.parent.as_ref()
+    }
+
+    /// Takes `bytes` without ever waiting. Under `Evict`, registered consumers are asked to make
+    /// room first; under every other policy a request that does not fit at once fails.
+    ///
+    /// # Errors
+    /// `ExceedsLimit` if `bytes` is above a limit on the way to the root, else `CapacityReached`.
+    pub fn try_acquire(&self, bytes: usize) -> Result<MkBudgetGuard, MkAllocError> {
+        self.check_fits_ever(bytes)?;
+        if bytes == 0 {
+            return Ok(self.guard(0));
+        }
+        match self.try_charge_fair(bytes) {
+            Ok(()) => Ok(self.guard(bytes)),
+            Err(full) if self.policy() == MkBackpressure::Evict => self.evict_for(bytes, &full),
+            Err(full) => Err(full.capacity_reached(bytes)),
+        }
+    }
+
+    /// Takes `bytes`, applying this budget's policy when they do not fit: `Wait` parks the task
+    /// until they are released, `Timeout(d)` waits at most `d`, `Fail` and `Evict` never wait.
+    ///
+    /// ```
+    /// use memkit_async_runtime::memory::MkBudget;
+    ///
+    /// let rt = memkit_async_runtime::Runtime::new().unwrap();
+    /// let budget = MkBudget::new(1000);
+    /// let first = budget.try_acquire(800).unwrap();
+    /// let b = budget.clone();
+    /// let waiter = rt.spawn(async move { b.acquire(500).await.map(|g| g.bytes()) });
+    /// while budget.waiting() == 0 {
+    ///     std::thread::yield_now();
+    /// }
+    /// drop(first); // the waiting task is served
+    /// assert_eq!(rt.block_on(waiter).unwrap(), Ok(500));
+    /// ```
+    pub fn acquire(&self, bytes: usize) -> Acquire {
+        Acquire::new(self.clone(), bytes)
+    }
+
+    /// Registers a consumer that `Evict` requests blocked on this budget may ask for memory.
+    /// Only a weak reference is kept.
+    pub fn register_evictable(&self, consumer: &Arc<dyn MkEvictable>) {
+        let mut list = lock(&self.inner.evictables);
+        list.retain(|c| c.strong_count() > 0);
+        list.push(Arc::downgrade(consumer));
+    }
+
+    pub(crate) fn guard(&self, bytes: usize) -> MkBudgetGuard {
+        MkBudgetGuard {
+            budget: self.clone(),
+            bytes,
+        }
+    }
+
+    fn ancestors(&self) -> impl Iterator<Item = &MkBudget> {
+        std::iter::successors(Some(self), |b| b.parent())
+    }
+
+    /// `ExceedsLimit` if some budget on the way to the root can never hold `bytes`.
+    pub(crate) fn check_fits_ever(&self, bytes: usize) -> Result<(), MkAllocError> {
+        match self.ancestors().map(|b| b.limit()).min() {
+            Some(limit) if bytes > limit => Err(MkAllocError::ExceedsLimit {
+                requested: bytes,
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Charges `bytes` up to the root unless a budget on the way already has queued requests,
+    /// which must be served first. On failure nothing stays charged and the blocking budget is
+    /// returned.
+    pub(crate) fn try_charge_fair(&self, bytes: usize) -> Result<(), MkBudget> {
+        if let Some(queued) = self.ancestors().find(|b| b.waiting() > 0) {
+            return Err(queued.clone());
+        }
+        self.try_charge(bytes)
+    }
+
+    /// Charges `bytes` to this budget and every ancestor, or to none of them.
+    pub(crate) fn try_charge(&self, bytes: usize) -> Result<(), MkBudget> {
+        for (depth, b) in self.ancestors().enumerate() {
+            if !b.try_charge_local(bytes) {
+                // Give back what the levels below took; that may serve their queues.
+                for below in self.ancestors().take(depth) {
+                    below.release_local(bytes);
+                }
+                return Err(b.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn try_charge_local(&self, bytes: usize) -> bool {
+        let inner = &*self.inner;
+        let mut used = inner.used.load(SeqCst);
+        loop {
+            let Some(next) = used.checked_add(bytes).filter(|&n| n <= inner.limit) else {
+                return false;
+            };
+            match inner.used.compare_exchange_weak(used, next, SeqCst, SeqCst) {
+                Ok(_) => {
+                    inner.peak.fetch_max(next, SeqCst);
+                    return true;
+                }
+                Err(actual) => used = actual,
+            }
+        }
+    }
+
+    /// Returns `bytes` to this budget and every ancestor, serving queued requests on the way.
+    pub(crate) fn release(&self, bytes: usize) {
+        for b in self.ancestors() {
+            b.release_local(bytes);
+        }
+    }
+
+    fn release_local(&self, bytes: usize) {
+        self.inner.used.fetch_sub(bytes, SeqCst);
+        // Pairs with the `SeqCst` increment in `enqueue`: either we see the waiter, or it sees
+        // the released bytes when it re-checks.
+        if self.inner.num_waiting.load(SeqCst) > 0 {
+            self.serve_waiters();
+        }
+    }
+
+    /// Queues `waiter` on this budget (where its request is blocked), then re-checks, so bytes
+    /// released meanwhile are not missed.
+    pub(crate) fn enqueue(&self, waiter: Arc<Waiter>) {
+        {
+            let mut queue = lock(&self.inner.waiters);
+            waiter.set_queued_at(self.clone());
+            queue.push_back(waiter);
+            self.inner.num_waiting.fetch_add(1, SeqCst);
+        }
+        self.serve_waiters();
+    }
+
+    /// Removes `waiter` if it is still queued here; `true` if it was.
+    pub(crate) fn dequeue(&self, waiter: &Arc<Waiter>) -> bool {
+        let mut queue = lock(&self.inner.waiters);
+        let Some(pos) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) else {
+            return false;
+        };
+        queue.remove(pos);
+        self.inner.num_waiting.fetch_sub(1, SeqCst);
+        true
+    }
+
+    /// Serves queued requests from the head while they fit. A head blocked by another budget
+    /// (an ancestor, or its own budget below this one) moves to that budget's queue.
+    fn serve_waiters(&self) {
+        let mut granted = Vec::new();
+        let mut moved = Vec::new();
+        {
+            let mut queue = lock(&self.inner.waiters);
+            while let Some(head) = queue.front() {
+                if head.is_cancelled() {
+                    queue.pop_front();
+                    self.inner.num_waiting.fetch_sub(1, SeqCst);
+                    continue;
+                }
+                match head.origin().try_charge(head.bytes()) {
+                    Ok(()) => granted.push(queue.pop_front()),
+                    Err(full) if full.same(self) => break,
+                    Err(full) => moved.push((queue.pop_front(), full)),
+                }
+                self.inner.num_waiting.fetch_sub(1, SeqCst);
+            }
+        }
+        // Wakers and other queues are touched without this queue's lock held.
+        for waiter in granted.into_iter().flatten() {
+            waiter.grant();
+        }
+        for (waiter, full) in moved {
+            if let Some(waiter) = waiter {
+                full.enqueue(waiter);
+            }
+        }
+    }
+
+    /// `Evict`: asks the consumers registered on the budgets from this one up to `full` to make
+    /// room, retrying after each, until the request fits or nobody frees anything.
+    pub(crate) fn evict_for(
+        &self,
+        bytes: usize,
+        full: &MkBudget,
+    ) -> Result<MkBudgetGuard, MkAllocError> {
+        let mut full = full.clone();
+        loop {
+            let wanted = bytes.saturating_sub(full.limit().saturating_sub(full.used()));
+            let consumers: Vec<Arc<dyn MkEvictable>> = self
+                .ancestors()
+                .take_while_inclusive(&full)
+                .flat_map(|b| {
+                    lock(&b.inner.evictables)
+                        .iter()
+                        .filter_map(Weak::upgrade)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let mut freed = 0;
+            for consumer in consumers {
+                freed += consumer.evict(wanted.max(1));
+                match self.try_charge_fair(bytes) {
+                    Ok(()) => return Ok(self.guard(bytes)),
+                    Err(now_full) => full = now_full,
+                }
+            }
+            if freed == 0 {
+                return Err(full.capacity_reached(bytes));
+            }
+        }
+    }
+
+    pub(crate) fn capacity_reached(&self, requested: usize) -> MkAllocError {
+        MkAllocError::CapacityReached {
+            requested,
+            limit: self.limit(),
+            used: self.used(),
+        }
+    }
+
+    pub(crate) fn same(&self, other: &MkBudget) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// `take_while` that also yields the budget it stops at.
+trait TakeWhileInclusive<'a>: Iterator<Item = &'a MkBudget> + Sized {
+    fn take_while_inclusive(self, last: &'a MkBudget) -> impl Iterator<Item = &'a MkBudget> {
+        let mut done = false;
+        self.take_while(move |b| {
+            let keep = !done;
+            done = done || b.same(last);
+            keep
+        })
+    }
+}
+
+impl<'a, I: Iterator<Item = &'a MkBudget>> TakeWhileInclusive<'a> for I {}
+
+impl fmt::Debug for MkBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MkBudget")
+            .field("limit", &self.limit())
+            .field("used", &self.used())
+            .field("peak", &self.peak())
+            .field("waiting", &self.waiting())
+            .field("policy", &self.policy())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MkBudgetGuard {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The budget the bytes are charged to.
+    pub fn budget(&self) -> &MkBudget {
+        &self.budget
+    }
+}
+
+impl Drop for MkBudgetGuard {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.budget.release(self.bytes);
+        }
+    }
+}
+
+impl fmt::Debug for MkBudgetGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MkBudgetGuard")
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}

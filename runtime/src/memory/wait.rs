@@ -1,0 +1,268 @@
+//! Requests waiting for budget memory, and the `Acquire` future that makes them.
+//!
+//! A waiting request is a `Waiter` in the queue of the budget it is blocked on; the task that
+//! made it is parked like any task waiting on a waker (in no run queue, using no CPU) and is
+//! marked `WAITING_MEMORY` until the request ends. Whoever releases bytes charges them for the
+//! head waiter before waking it, so a woken waiter already holds its bytes.
+//!
+//! Invariant: a waiter's status moves `Queued -> Granted` (the granter charged its bytes) or
+//! `Queued -> Cancelled` (its future gave up), once, under its lock; bytes granted to a
+//! cancelled waiter are released by whoever observes both.
+
+use super::budget::{MkBudget, MkBudgetGuard};
+use super::{MkAllocError, MkBackpressure};
+use crate::context;
+use crate::sync::lock_std as lock;
+use crate::task::Id;
+use crate::time::Delay;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Queued,
+    Granted,
+    Cancelled,
+}
+
+pub(crate) struct Waiter {
+    origin: MkBudget,
+    bytes: usize,
+    state: Mutex<WaiterState>,
+}
+
+struct WaiterState {
+    status: Status,
+    waker: Option<Waker>,
+    queued_at: Option<MkBudget>,
+}
+
+impl Waiter {
+    pub(crate) fn origin(&self) -> &MkBudget {
+        &self.origin
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        lock(&self.state).status == Status::Cancelled
+    }
+
+    pub(crate) fn set_queued_at(&self, budget: MkBudget) {
+        lock(&self.state).queued_at = Some(budget);
+    }
+
+    /// Called by a releaser that charged this waiter's bytes.
+    pub(crate) fn grant(&self) {
+        let mut state = lock(&self.state);
+        if state.status == Status::Cancelled {
+            drop(state);
+            self.origin.release(self.bytes);
+            return;
+        }
+        state.status = Status::Granted;
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Gives up the request. `true` if it had been granted meanwhile: the caller then owns the
+    /// bytes.
+    fn cancel(self: &Arc<Self>) -> bool {
+        let queued_at = {
+            let mut state = lock(&self.state);
+            if state.status == Status::Granted {
+                return true;
+            }
+            state.status = Status::Cancelled;
+            state.queued_at.clone()
+        };
+        // Leaving the queue now keeps `waiting()` exact; if the waiter is being moved between
+        // queues, the next queue drops it as cancelled.
+        if let Some(budget) = queued_at {
+            budget.dequeue(self);
+        }
+        false
+    }
+}
+
+/// The future returned by [`MkBudget::acquire`]: resolves to a guard holding the bytes, or to
+/// the error the budget's policy chose. Dropping it while it waits withdraws the request.
+#[must_use = "futures do nothing unless polled"]
+pub struct Acquire {
+    budget: MkBudget,
+    bytes: usize,
+    waiting: Option<Waiting>,
+    done: bool,
+}
+
+struct Waiting {
+    waiter: Arc<Waiter>,
+    /// The task marked `WAITING_MEMORY`, if the request was made inside one.
+    task: Option<Id>,
+    since: Instant,
+    /// `Timeout(d)` only; `None` also when the deadline is beyond what `Instant` can represent.
+    deadline: Option<Delay>,
+}
+
+impl Acquire {
+    pub(crate) fn new(budget: MkBudget, bytes: usize) -> Acquire {
+        Acquire {
+            budget,
+            bytes,
+            waiting: None,
+            done: false,
+        }
+    }
+
+    fn first_poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<MkBudgetGuard, MkAllocError>> {
+        let budget = &self.budget;
+        budget.check_fits_ever(self.bytes)?;
+        if self.bytes == 0 {
+            return Poll::Ready(Ok(budget.guard(0)));
+        }
+        let full = match budget.try_charge_fair(self.bytes) {
+            Ok(()) => return Poll::Ready(Ok(budget.guard(self.bytes))),
+            Err(full) => full,
+        };
+        let timeout = match budget.policy() {
+            MkBackpressure::Fail => return Poll::Ready(Err(full.capacity_reached(self.bytes))),
+            MkBackpressure::Evict => return Poll::Ready(budget.evict_for(self.bytes, &full)),
+            MkBackpressure::Wait => None,
+            MkBackpressure::Timeout(d) => Some(d),
+        };
+        let since = Instant::now();
+        let waiter = Arc::new(Waiter {
+            origin: budget.clone(),
+            bytes: self.bytes,
+            state: Mutex::new(WaiterState {
+                status: Status::Queued,
+                waker: Some(cx.waker().clone()),
+                queued_at: None,
+            }),
+        });
+        let deadline = timeout.and_then(|d| since.checked_add(d)).map(Delay::until);
+        self.waiting = Some(Waiting {
+            waiter: waiter.clone(),
+            task: mark_task_waiting(None, true),
+            since,
+            deadline,
+        });
+        full.enqueue(waiter);
+        self.poll_waiting(cx)
+    }
+
+    fn poll_waiting(&mut self, cx: &mut Context<'_>) -> Poll<Result<MkBudgetGuard, MkAllocError>> {
+        let Some(w) = self.waiting.as_mut() else {
+            unreachable!("poll_waiting is called only while waiting")
+        };
+        {
+            let mut state = lock(&w.waiter.state);
+            if state.status == Status::Granted {
+                drop(state);
+                return self.finish(Ok(()));
+            }
+            match &state.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => state.waker = Some(cx.waker().clone()),
+            }
+        }
+        let timed_out = match w.deadline.as_mut() {
+            Some(delay) => Pin::new(delay).poll(cx).is_ready(),
+            None => false,
+        };
+        if !timed_out {
+            return Poll::Pending;
+        }
+        if w.waiter.cancel() {
+            // Granted just as the deadline passed: the bytes are ours.
+            return self.finish(Ok(()));
+        }
+        let waited = w.since.elapsed();
+        let err = match self.budget.capacity_reached(self.bytes) {
+            MkAllocError::CapacityReached {
+                requested,
+                limit,
+                used,
+            } => MkAllocError::TimedOut {
+                requested,
+                limit,
+                used,
+                waited,
+            },
+            other => other,
+        };
+        self.finish(Err(err))
+    }
+
+    fn finish(
+        &mut self,
+        res: Result<(), MkAllocError>,
+    ) -> Poll<Result<MkBudgetGuard, MkAllocError>> {
+        if let Some(w) = self.waiting.take() {
+            mark_task_waiting(w.task, false);
+        }
+        self.done = true;
+        Poll::Ready(res.map(|()| self.budget.guard(self.bytes)))
+    }
+}
+
+impl Future for Acquire {
+    type Output = Result<MkBudgetGuard, MkAllocError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.done {
+            panic!("`MkBudget::acquire` future polled after it completed");
+        }
+        if this.waiting.is_some() {
+            return this.poll_waiting(cx);
+        }
+        let res = this.first_poll(cx);
+        if let Poll::Ready(_) = res {
+            this.done = true;
+        }
+        res
+    }
+}
+
+impl Drop for Acquire {
+    fn drop(&mut self) {
+        if let Some(w) = self.waiting.take() {
+            if w.waiter.cancel() {
+                self.budget.release(self.bytes);
+            }
+            mark_task_waiting(w.task, false);
+        }
+    }
+}
+
+/// Sets or clears `WAITING_MEMORY` on the task being polled, if it is `expected` (any task when
+/// `None`); returns the task marked. A request dropped or finished outside the task that made it
+/// leaves the flag to that task's next request.
+fn mark_task_waiting(expected: Option<Id>, waiting: bool) -> Option<Id> {
+    let task = context::current_task()?;
+    // SAFETY: the current task is alive while it is being polled (or dropped) on this thread.
+    let header = unsafe { task.as_ref() };
+    if expected.is_some_and(|id| id != header.id) {
+        return None;
+    }
+    header.state.set_waiting_for_memory(waiting);
+    Some(header.id)
+}
+
+impl std::fmt::Debug for Acquire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acquire")
+            .field("bytes", &self.bytes)
+            .field("waiting", &self.waiting.is_some())
+            .finish_non_exhaustive()
+    }
+}
