@@ -404,3 +404,49 @@ impl fmt::Debug for MkBudgetGuard {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    #[test]
+    fn grants_in_fifo_order_across_the_tree_and_returns_every_byte() {
+        let root = MkBudget::new(100);
+        let a = root.child(80);
+        let b = root.child(80);
+        let held = a.try_acquire(80).unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut first = pin!(b.acquire(50));
+        let mut second = pin!(b.acquire(10));
+        assert!(first.as_mut().poll(&mut cx).is_pending());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        // Both queue on the root: `first` because it is full, `second` behind `first`.
+        assert_eq!((root.waiting(), b.waiting()), (2, 0));
+        drop(held);
+        let (Poll::Ready(Ok(g1)), Poll::Ready(Ok(g2))) =
+            (first.as_mut().poll(&mut cx), second.as_mut().poll(&mut cx))
+        else {
+            panic!("both requests are served once the sibling releases")
+        };
+        assert_eq!((b.used(), root.used(), root.peak()), (60, 60, 80));
+        drop((g1, g2));
+        assert_eq!((a.used(), b.used(), root.used()), (0, 0, 0));
+        assert_eq!((root.waiting(), b.waiting()), (0, 0));
+    }
+
+    #[test]
+    fn a_dropped_request_that_was_granted_gives_its_bytes_back() {
+        let budget = MkBudget::new(10);
+        let held = budget.try_acquire(10).unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut req = Box::pin(budget.acquire(4));
+        assert!(req.as_mut().poll(&mut cx).is_pending());
+        drop(held); // charges 4 bytes for the waiter
+        assert_eq!(budget.used(), 4);
+        drop(req); // never polled again: the bytes go back
+        assert_eq!((budget.used(), budget.waiting()), (0, 0));
+    }
+}
