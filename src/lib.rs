@@ -18,8 +18,10 @@
 
 pub use memkit_async_macros::{main, test};
 pub use memkit_async_runtime::memory::{
-    MkAllocError, MkBackpressure, MkBudget, MkBudgetGuard, MkEvictable,
+    MkAllocError, MkArena, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard,
+    MkEvictable,
 };
 pub use memkit_async_runtime::{
-    memory, runtime, spawn, spawn_blocking, task, Builder, Handle, JoinError, JoinHandle, Runtime,
+    memory, runtime, spawn, spawn_blocking, spawn_with_budget, task, Builder, Handle, JoinError,
+    JoinHandle, Runtime,
 };

@@ -28,4 +28,4 @@ mod time;
 
 pub use blocking::spawn_blocking;
 pub use runtime::{spawn, Builder, Handle, Runtime};
-pub use task::{JoinError, JoinHandle};
+pub use task::{spawn_with_budget, JoinError, JoinHandle};

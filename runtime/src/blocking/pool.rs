@@ -46,7 +46,11 @@ struct Inner {
 struct State {
     queue: VecDeque<Notified>,
     threads: HashMap<usize, thread::JoinHandle<()>>,
+    /// Threads that take work: a thread leaves this count, under the lock, as it decides to
+    /// exit, so `push` never counts on a thread that will not come back for the queue.
     num_threads: usize,
+    /// Threads not yet finished (their stop callback included): what shutdown waits for.
+    num_alive: usize,
     num_idle: usize,
     notified: usize,
     next_thread_id: usize,
@@ -101,8 +105,12 @@ impl BlockingPool {
         R: Send + 'static,
     {
         let scheduler = BlockingSchedule(handle.clone());
-        let (task, notified, join) =
-            task::new_task(BlockingTask(Some(f)), scheduler, task::Id::next());
+        let (task, notified, join) = task::new_task(
+            BlockingTask(Some(f)),
+            scheduler,
+            task::Id::next(),
+            task::current_budget(),
+        );
         // Blocking tasks are in no owned list: a queued one is cancelled by `shutdown`, a
         // running one is waited for.
         drop(task);
@@ -133,6 +141,7 @@ impl BlockingPool {
             Ok(join) => {
                 state.threads.insert(id, join);
                 state.num_threads += 1;
+                state.num_alive += 1;
             }
             Err(_) if state.num_threads == 0 => {
                 // No thread exists to run it: fail the task rather than queue it forever.
@@ -175,7 +184,7 @@ impl BlockingPool {
         let mut state = lock(&self.inner.state);
         // A runtime dropped from one of its own blocking threads cannot wait for that thread.
         let own = state.threads.values().any(|t| t.thread().id() == me) as usize;
-        while state.num_threads > own {
+        while state.num_alive > own {
             let now = Instant::now();
             state = match deadline {
                 None => self
@@ -204,7 +213,7 @@ impl BlockingPool {
     }
 
     pub(crate) fn num_threads(&self) -> usize {
-        lock(&self.inner.state).num_threads
+        lock(&self.inner.state).num_alive
     }
 
     pub(crate) fn num_idle_threads(&self) -> usize {
@@ -218,21 +227,35 @@ impl BlockingPool {
 
 impl Inner {
     fn run(&self, id: usize, handle: Handle) {
-        // Counted out even if a thread callback panics, so shutdown never waits for it.
-        struct Exit<'a>(&'a Inner);
+        // Counted out even if a thread callback panics, so neither `push` nor shutdown waits
+        // for a thread that is gone.
+        struct Exit<'a> {
+            inner: &'a Inner,
+            taking_work: bool,
+        }
         impl Drop for Exit<'_> {
             fn drop(&mut self) {
-                lock(&self.0.state).num_threads -= 1;
-                self.0.exited.notify_all();
+                let mut state = lock(&self.inner.state);
+                if self.taking_work {
+                    state.num_threads -= 1;
+                }
+                state.num_alive -= 1;
+                drop(state);
+                self.inner.exited.notify_all();
             }
         }
-        let _exit = Exit(self);
+        let mut exit = Exit {
+            inner: self,
+            taking_work: true,
+        };
         if let Some(f) = &self.config.on_start {
             f();
         }
         {
             let _handle = context::set_handle(handle);
             self.work_loop(id);
+            // `work_loop` returned with `num_threads` already lowered under its lock.
+            exit.taking_work = false;
         }
         if let Some(f) = &self.config.on_stop {
             f();
@@ -248,6 +271,7 @@ impl Inner {
                 state = lock(&self.state);
             }
             if state.shutdown {
+                state.num_threads -= 1;
                 return;
             }
             state.num_idle += 1;
@@ -256,6 +280,7 @@ impl Inner {
                 let now = Instant::now();
                 if now >= deadline {
                     state.num_idle -= 1;
+                    state.num_threads -= 1;
                     // Exiting on idle: nobody will join this thread, so detach it.
                     state.threads.remove(&id);
                     return;
@@ -272,6 +297,7 @@ impl Inner {
                 }
                 if state.shutdown {
                     state.num_idle -= 1;
+                    state.num_threads -= 1;
                     return;
                 }
             }

@@ -62,6 +62,13 @@ impl MkBudget {
         MkBudget::with_parent(limit, MkBackpressure::default(), None)
     }
 
+    /// The budget of the task being polled on this thread, if it was given one (by
+    /// [`spawn_with_budget`](crate::task::spawn_with_budget), a
+    /// [`task::Builder`](crate::task::Builder), or by inheriting its spawner's).
+    pub fn current() -> Option<MkBudget> {
+        crate::task::current_budget()
+    }
+
     /// A root budget without a limit.
     pub fn unlimited() -> MkBudget {
         MkBudget::new(usize::MAX)
@@ -159,7 +166,12 @@ impl MkBudget {
     /// assert_eq!(rt.block_on(waiter).unwrap(), Ok(500));
     /// ```
     pub fn acquire(&self, bytes: usize) -> Acquire {
-        Acquire::new(self.clone(), bytes)
+        Acquire::new(self.clone(), bytes, None)
+    }
+
+    /// As [`acquire`](Self::acquire), with `policy` instead of the budget's.
+    pub(crate) fn acquire_with(&self, bytes: usize, policy: MkBackpressure) -> Acquire {
+        Acquire::new(self.clone(), bytes, Some(policy))
     }
 
     /// Registers a consumer that `Evict` requests blocked on this budget may ask for memory.
@@ -344,6 +356,34 @@ impl MkBudget {
             limit: self.limit(),
             used: self.used(),
         }
+    }
+
+    /// Leaks one reference into a raw pointer (stored in a task header).
+    pub(crate) fn into_raw(self) -> *const () {
+        Arc::into_raw(self.inner).cast()
+    }
+
+    /// A new reference from a pointer made by `into_raw` that is still owned elsewhere.
+    ///
+    /// # Safety
+    /// `ptr` came from `into_raw` and its reference has not been given back.
+    pub(crate) unsafe fn clone_from_raw(ptr: *const ()) -> MkBudget {
+        // SAFETY: caller contract; the count is raised before the new `Arc` is made.
+        unsafe {
+            Arc::increment_strong_count(ptr.cast::<Inner>());
+            MkBudget {
+                inner: Arc::from_raw(ptr.cast::<Inner>()),
+            }
+        }
+    }
+
+    /// Gives back the reference leaked by `into_raw`.
+    ///
+    /// # Safety
+    /// `ptr` came from `into_raw` and is given back once.
+    pub(crate) unsafe fn drop_raw(ptr: *const ()) {
+        // SAFETY: caller contract.
+        drop(unsafe { Arc::from_raw(ptr.cast::<Inner>()) });
     }
 
     pub(crate) fn same(&self, other: &MkBudget) -> bool {

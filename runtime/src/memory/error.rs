@@ -36,6 +36,26 @@ pub enum MkAllocError {
         /// Limit of the smallest budget on the request's path to the root.
         limit: usize,
     },
+    /// Task-arena allocation (`MkAsyncBox`, `MkAsyncVec`) outside a task spawned on a
+    /// memkit-async runtime: there is no task arena to allocate in.
+    NoTask,
+    /// The type's alignment is above what arena chunks provide.
+    AlignmentTooLarge {
+        /// Alignment requested.
+        align: usize,
+        /// Largest supported alignment.
+        max: usize,
+    },
+    /// The size in bytes overflows (`size_of::<T>() * count`, or rounding it to a chunk).
+    SizeOverflow {
+        /// Bytes requested, saturated at `usize::MAX`.
+        requested: usize,
+    },
+    /// The system allocator refused a chunk.
+    SystemOutOfMemory {
+        /// Chunk bytes requested.
+        requested: usize,
+    },
 }
 
 impl fmt::Display for MkAllocError {
@@ -67,6 +87,25 @@ impl fmt::Display for MkAllocError {
                 "request of {requested} bytes exceeds the budget limit of {limit} bytes and can \
                  never fit; raise the limit (and its parents') above {requested} bytes or split \
                  the request"
+            ),
+            MkAllocError::NoTask => f.write_str(
+                "arena allocation outside a memkit-async task: `MkAsyncBox` and `MkAsyncVec` \
+                 live in the arena of the task that creates them; create them inside a task \
+                 spawned with `memkit_async::spawn`, or allocate in an explicit `MkArena`",
+            ),
+            MkAllocError::AlignmentTooLarge { align, max } => write!(
+                f,
+                "alignment of {align} bytes is above the arena maximum of {max} bytes; use a \
+                 type aligned to at most {max} bytes, or a regular `Box` for this one"
+            ),
+            MkAllocError::SizeOverflow { requested } => write!(
+                f,
+                "allocation size overflows ({requested} bytes or more); request fewer elements"
+            ),
+            MkAllocError::SystemOutOfMemory { requested } => write!(
+                f,
+                "the system allocator refused a chunk of {requested} bytes; lower the memory \
+                 limits so budgets refuse requests before the system does"
             ),
         }
     }

@@ -99,6 +99,8 @@ impl Waiter {
 pub struct Acquire {
     budget: MkBudget,
     bytes: usize,
+    /// Overrides the budget's policy (admission always waits).
+    policy: Option<MkBackpressure>,
     waiting: Option<Waiting>,
     done: bool,
 }
@@ -113,10 +115,11 @@ struct Waiting {
 }
 
 impl Acquire {
-    pub(crate) fn new(budget: MkBudget, bytes: usize) -> Acquire {
+    pub(crate) fn new(budget: MkBudget, bytes: usize, policy: Option<MkBackpressure>) -> Acquire {
         Acquire {
             budget,
             bytes,
+            policy,
             waiting: None,
             done: false,
         }
@@ -132,7 +135,7 @@ impl Acquire {
             Ok(()) => return Poll::Ready(Ok(budget.guard(self.bytes))),
             Err(full) => full,
         };
-        let timeout = match budget.policy() {
+        let timeout = match self.policy.unwrap_or_else(|| budget.policy()) {
             MkBackpressure::Fail => return Poll::Ready(Err(full.capacity_reached(self.bytes))),
             MkBackpressure::Evict => return Poll::Ready(budget.evict_for(self.bytes, &full)),
             MkBackpressure::Wait => None,
@@ -226,7 +229,7 @@ impl Future for Acquire {
             return this.poll_waiting(cx);
         }
         let res = this.first_poll(cx);
-        if let Poll::Ready(_) = res {
+        if res.is_ready() {
             this.done = true;
         }
         res

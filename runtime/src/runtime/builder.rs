@@ -35,6 +35,7 @@ pub struct Builder {
     thread_keep_alive: Duration,
     memory_limit: Option<usize>,
     memory_policy: MkBackpressure,
+    chunk_pool_cap: usize,
 }
 
 impl Default for Builder {
@@ -57,6 +58,7 @@ impl Builder {
             thread_keep_alive: Duration::from_secs(10),
             memory_limit: None,
             memory_policy: MkBackpressure::Wait,
+            chunk_pool_cap: 32 << 20,
         }
     }
 
@@ -133,6 +135,13 @@ impl Builder {
         self
     }
 
+    /// Most bytes of idle arena chunks the runtime keeps for reuse (each worker also caches a
+    /// few); chunks freed beyond that go back to the system. Default 32 MiB.
+    pub fn chunk_pool_cap(&mut self, bytes: usize) -> &mut Self {
+        self.chunk_pool_cap = bytes;
+        self
+    }
+
     /// Starts the runtime's worker threads.
     ///
     /// # Errors
@@ -165,7 +174,7 @@ impl Builder {
         });
         let memory =
             MkBudget::new(self.memory_limit.unwrap_or(usize::MAX)).with_policy(self.memory_policy);
-        let (shared, parts) = Shared::new(workers, blocking, memory);
+        let (shared, parts) = Shared::new(workers, blocking, memory, self.chunk_pool_cap);
         let mut threads = Vec::with_capacity(workers);
         for (index, part) in parts.into_iter().enumerate() {
             match self.spawn_worker(&shared, index, part) {

@@ -104,4 +104,32 @@ impl RuntimeMetrics {
     pub fn memory_waiting(&self) -> usize {
         self.shared.memory.waiting()
     }
+
+    /// Idle bytes of arena chunks held in the runtime's global chunk pool.
+    pub fn chunk_pool_bytes(&self) -> usize {
+        self.shared.pool.pooled_bytes()
+    }
+
+    /// Arena chunks allocated from the system so far.
+    pub fn chunks_allocated(&self) -> u64 {
+        self.shared.pool.chunks_from_system()
+    }
+
+    /// Arena chunks given back to the system so far (freed beyond the pool's cap).
+    pub fn chunks_returned(&self) -> u64 {
+        self.shared.pool.chunks_to_system()
+    }
+
+    /// Arena chunk requests served from a cache or the pool instead of the system.
+    pub fn chunks_reused(&self) -> u64 {
+        self.shared.pool.chunks_reused()
+    }
+
+    /// Tasks spawned with [`reserve`](crate::task::Builder::reserve) still waiting for
+    /// admission (never polled yet).
+    pub fn tasks_awaiting_admission(&self) -> usize {
+        self.shared
+            .admitting
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }

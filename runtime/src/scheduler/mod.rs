@@ -8,7 +8,7 @@ pub(crate) use worker::{run as run_worker, Core};
 
 use crate::blocking::BlockingPool;
 use crate::context;
-use crate::memory::MkBudget;
+use crate::memory::{ChunkPool, MkBudget};
 use crate::runtime::Handle;
 use crate::sync::{lock_std, AtomicBool, Ordering};
 use crate::task::{self, Header, JoinHandle, Notified, OwnedTasks, Schedule, Task};
@@ -31,6 +31,10 @@ pub(crate) struct Shared {
     pub(crate) blocking: BlockingPool,
     /// The root budget: the runtime's `memory_limit`.
     pub(crate) memory: MkBudget,
+    /// Chunks for the task arenas.
+    pub(crate) pool: Arc<ChunkPool>,
+    /// Tasks spawned with a reservation that are not admitted yet.
+    pub(crate) admitting: std::sync::atomic::AtomicUsize,
     /// Workers still running, and the condition shutdown waits on.
     pub(crate) alive: Mutex<usize>,
     pub(crate) exited: Condvar,
@@ -63,6 +67,7 @@ impl Shared {
         workers: usize,
         blocking: BlockingPool,
         memory: MkBudget,
+        pool_cap: usize,
     ) -> (Arc<Shared>, Vec<WorkerParts>) {
         let mut parts = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
@@ -84,6 +89,8 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             blocking,
             memory,
+            pool: Arc::new(ChunkPool::new(workers, pool_cap)),
+            admitting: std::sync::atomic::AtomicUsize::new(0),
             alive: Mutex::new(workers),
             exited: Condvar::new(),
         });
@@ -111,7 +118,10 @@ impl Shared {
 
     pub(crate) fn notify_parked(&self) {
         if let Some(worker) = self.idle.notify_one() {
-            self.remotes[worker].unparker.unpark();
+            // Counted as awake from now on, though the OS may take a moment to run it.
+            let remote = &self.remotes[worker];
+            remote.metrics.parked.store(false, Ordering::SeqCst);
+            remote.unparker.unpark();
         }
     }
 
@@ -144,12 +154,12 @@ impl Shared {
 }
 
 impl Handle {
-    pub(crate) fn spawn_task<F>(&self, future: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_task<F>(&self, future: F, budget: Option<MkBudget>) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join) = task::new_task(future, self.clone(), task::Id::next());
+        let (task, notified, join) = task::new_task(future, self.clone(), task::Id::next(), budget);
         match self.shared.owned.bind(task) {
             Ok(()) => context::with_worker(|worker| match worker {
                 Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => w.schedule_back(notified),

@@ -8,6 +8,7 @@
 //! as described in `state.rs`.
 
 use super::{list, state::State, Id};
+use crate::memory::MkBudget;
 use std::cell::UnsafeCell;
 use std::ptr::{self, NonNull};
 use std::task::Waker;
@@ -34,8 +35,10 @@ pub(crate) struct Header {
     pub(crate) state: State,
     pub(crate) vtable: &'static Vtable,
     pub(crate) id: Id,
-    /// The budget this task is charged to; null means the runtime's root budget.
-    pub(crate) budget: UnsafeCell<*const ()>,
+    /// The budget this task is charged to (a reference made by `MkBudget::into_raw`, given
+    /// back when the task is freed); null means the runtime's root budget. Set before the task
+    /// is first scheduled, read-only after.
+    pub(crate) budget: *const (),
     /// The task's arena: null until the task first allocates, then owned through this header
     /// so it follows the task from worker to worker.
     pub(crate) arena: UnsafeCell<*mut ()>,
@@ -50,13 +53,22 @@ pub(crate) struct TaskHead {
 }
 
 impl Header {
-    pub(crate) fn new(vtable: &'static Vtable, id: Id) -> Header {
+    pub(crate) fn new(vtable: &'static Vtable, id: Id, budget: Option<MkBudget>) -> Header {
         Header {
             state: State::new(),
             vtable,
             id,
-            budget: UnsafeCell::new(ptr::null()),
+            budget: budget.map_or(ptr::null(), MkBudget::into_raw),
             arena: UnsafeCell::new(ptr::null_mut()),
+        }
+    }
+}
+
+impl Drop for Header {
+    fn drop(&mut self) {
+        if !self.budget.is_null() {
+            // SAFETY: set from `MkBudget::into_raw` in `new`; the header is dropped once.
+            unsafe { MkBudget::drop_raw(self.budget) }
         }
     }
 }

@@ -20,7 +20,7 @@
 //! no exploring. All synchronisation between the model threads goes through loom types.
 
 use super::{new_task, Header, Id, JoinError, JoinHandle, Notified, OwnedTasks, Schedule, Task};
-use loom::cell::UnsafeCell as LoomCell;
+use loom::cell::UnsafeCell;
 use loom::sync::Mutex;
 use loom::thread;
 use std::any::Any;
@@ -73,18 +73,23 @@ impl Counters {
     }
 
     /// A tracked write to `cell`: loom panics if it is not ordered after every earlier access.
-    fn write(&self, cell: &LoomCell<()>) {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| cell.with_mut(|_| ()))) {
-            self.record(&*payload);
-            resume_unwind(payload);
-        }
+    fn write(&self, cell: &UnsafeCell<()>) {
+        self.track(|| cell.with_mut(|_| ()));
     }
 
     /// A tracked read of `cell`.
-    fn read(&self, cell: &LoomCell<()>) {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| cell.with(|_| ()))) {
+    fn read(&self, cell: &UnsafeCell<()>) {
+        self.track(|| cell.with(|_| ()));
+    }
+
+    /// Records a loom failure in `access` and re-raises it, unless the thread is already
+    /// unwinding (a second panic in a destructor would abort the whole test binary).
+    fn track(&self, access: impl FnOnce()) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(access)) {
             self.record(&*payload);
-            resume_unwind(payload);
+            if !std::thread::panicking() {
+                resume_unwind(payload);
+            }
         }
     }
 
@@ -141,11 +146,15 @@ impl Rt {
             rt: self.clone(),
             counters,
         };
-        let (task, notified, join) = new_task(future, sched, fixed_shard_id());
-        if self.owned.bind(task).is_err() {
-            panic!("the owned list is not closed yet");
+        let (task, notified, join) = new_task(future, sched, fixed_shard_id(), None);
+        match self.owned.bind(task) {
+            Ok(()) => self.queue.lock().unwrap().push_back(notified),
+            Err(task) => {
+                // As `Handle::spawn_task` after shutdown: the task completes as cancelled.
+                drop(notified);
+                task.shutdown();
+            }
         }
-        self.queue.lock().unwrap().push_back(notified);
         join
     }
 
@@ -213,7 +222,7 @@ fn finish(rt: &Arc<Rt>, c: &Counters) {
 /// The task's output: tracked memory, counted drop.
 struct Output {
     counters: Arc<Counters>,
-    cell: LoomCell<()>,
+    cell: UnsafeCell<()>,
 }
 
 impl Drop for Output {
@@ -269,7 +278,7 @@ enum Behaviour {
 
 struct TestFuture {
     counters: Arc<Counters>,
-    cell: LoomCell<()>,
+    cell: UnsafeCell<()>,
     behaviour: Behaviour,
 }
 
@@ -277,7 +286,7 @@ impl TestFuture {
     fn new(counters: &Arc<Counters>, behaviour: Behaviour) -> TestFuture {
         TestFuture {
             counters: counters.clone(),
-            cell: LoomCell::new(()),
+            cell: UnsafeCell::new(()),
             behaviour,
         }
     }
@@ -311,7 +320,7 @@ impl Future for TestFuture {
         c.ready.fetch_add(1, SeqCst);
         Poll::Ready(Output {
             counters: this.counters.clone(),
-            cell: LoomCell::new(()),
+            cell: UnsafeCell::new(()),
         })
     }
 }
@@ -328,7 +337,7 @@ impl Drop for TestFuture {
 struct WakerData {
     counters: Arc<Counters>,
     which: usize,
-    cell: LoomCell<()>,
+    cell: UnsafeCell<()>,
 }
 
 static COUNTING: RawWakerVTable = RawWakerVTable::new(cw_clone, cw_wake, cw_wake_by_ref, cw_drop);
@@ -337,7 +346,7 @@ fn counting_waker(counters: &Arc<Counters>, which: usize) -> Waker {
     let data = Box::new(WakerData {
         counters: counters.clone(),
         which,
-        cell: LoomCell::new(()),
+        cell: UnsafeCell::new(()),
     });
     // SAFETY: `COUNTING` treats the data pointer as the `Box<WakerData>` made here.
     unsafe { Waker::from_raw(RawWaker::new(Box::into_raw(data).cast(), &COUNTING)) }
@@ -350,7 +359,7 @@ unsafe fn cw_clone(data: *const ()) -> RawWaker {
     let new = Box::new(WakerData {
         counters: d.counters.clone(),
         which: d.which,
-        cell: LoomCell::new(()),
+        cell: UnsafeCell::new(()),
     });
     RawWaker::new(Box::into_raw(new).cast(), &COUNTING)
 }
@@ -457,12 +466,13 @@ fn loom_wake_racing_poll() {
     });
 }
 
-/// 1b. The same race when the wake-up arrives while the task is queued after a yield (a
-///     `Notified` already sits in the queue): exactly one re-poll per wake, never a double
-///     submission.
+/// 1b. Two wake-ups of an idle task race each other and the re-poll: a worker wakes it by
+///     reference through a waker clone and runs the queue, while the gate opens (a wake by
+///     value). At most one `Notified` per `idle -> notified` edge (never a double submission),
+///     and the last wake-up is not lost.
 #[test]
-fn loom_wake_racing_yield() {
-    model("wake_racing_yield", None, || {
+fn loom_double_wake_racing_poll() {
+    model("double_wake_racing_poll", None, || {
         let c = Counters::new();
         let rt = Rt::new();
         let gate = Gate::new();
@@ -585,7 +595,53 @@ fn loom_abort_racing_yield() {
     model("abort_racing_yield", None, || abort_racing_completion(1));
 }
 
-/// 3b. Abort from another thread while the join handle is dropped: the output (if produced)
+/// 3b. Abort of a task that is idle (its first poll returned `Pending` and nobody else wakes
+///     it), racing a worker that runs the queue and, with `open`, a wake-up through the
+///     registered waker: the abort alone must get the future dropped.
+fn abort_idle(open: bool) {
+    let c = Counters::new();
+    let rt = Rt::new();
+    let gate = Gate::new();
+    let mut jh = rt.spawn(TestFuture::new(&c, Behaviour::Gate(gate.clone())));
+    rt.run_all();
+    assert_eq!(Counters::get(&c.polls), 1);
+
+    let worker = {
+        let rt = rt.clone();
+        let gate = gate.clone();
+        thread::spawn(move || {
+            if open {
+                gate.open();
+            }
+            rt.run_all();
+        })
+    };
+    jh.abort();
+    worker.join().unwrap();
+
+    rt.run_all();
+    let res = poll_join(&mut jh, Waker::noop());
+    if !open {
+        assert!(matches!(&res, Poll::Ready(Err(e)) if e.is_cancelled()));
+    }
+    expect_joined(&c, res);
+    drop(jh);
+    // The gate still holds the task's waker when it never opened.
+    drop(gate.state.lock().unwrap().1.take());
+    finish(&rt, &c);
+}
+
+#[test]
+fn loom_abort_idle() {
+    model("abort_idle", None, || abort_idle(false));
+}
+
+#[test]
+fn loom_abort_racing_wake() {
+    model("abort_racing_wake", None, || abort_idle(true));
+}
+
+/// 3c. Abort from another thread while the join handle is dropped: the output (if produced)
 ///     is dropped by the runtime, the future exactly once.
 #[test]
 fn loom_abort_racing_join_drop() {
@@ -624,7 +680,11 @@ fn join_drop_racing_completion(yields: usize) {
     worker.join().unwrap();
 
     rt.run_all();
-    assert_eq!(Counters::get(&c.ready), 1);
+    assert_eq!(
+        Counters::get(&c.ready),
+        1,
+        "lost wake-up: task never completed"
+    );
     finish(&rt, &c);
 }
 
@@ -758,5 +818,87 @@ fn loom_shutdown_racing_wake_and_poll() {
 fn loom_shutdown_racing_wake_detached() {
     model("shutdown_racing_wake_detached", None, || {
         shutdown_racing_wake(true, true)
+    });
+}
+
+/// 6b. Shutdown races the worker's poll of a task that yields once (`Pending` with a wake-up
+///     to itself): shutdown finds the task queued, running or complete; a `Pending` poll that
+///     finds it cancelled drops the future itself.
+fn shutdown_racing_poll(detached: bool) {
+    let c = Counters::new();
+    let rt = Rt::new();
+    let jh = rt.spawn(TestFuture::new(&c, Behaviour::Yield(1)));
+    let mut jh = if detached {
+        drop(jh);
+        None
+    } else {
+        Some(jh)
+    };
+
+    let worker = {
+        let rt = rt.clone();
+        thread::spawn(move || rt.run_all())
+    };
+    let shutdown = {
+        let rt = rt.clone();
+        thread::spawn(move || rt.owned.close_and_shutdown_all())
+    };
+    worker.join().unwrap();
+    shutdown.join().unwrap();
+
+    rt.drop_queued();
+    if let Some(jh) = &mut jh {
+        expect_joined(&c, poll_join(jh, Waker::noop()));
+    }
+    drop(jh);
+    finish(&rt, &c);
+}
+
+#[test]
+fn loom_shutdown_racing_poll() {
+    model("shutdown_racing_poll", None, || shutdown_racing_poll(false));
+}
+
+#[test]
+fn loom_shutdown_racing_poll_detached() {
+    model("shutdown_racing_poll_detached", None, || {
+        shutdown_racing_poll(true)
+    });
+}
+
+/// 7. A spawn races `close_and_shutdown_all`: the task is either bound before the list closes
+///    (and shut down by it, or run first), or refused and shut down at spawn. Never run after
+///    shutdown without being cancelled or completed, never leaked in a closed list.
+#[test]
+fn loom_spawn_racing_shutdown() {
+    model("spawn_racing_shutdown", None, || {
+        let c = Counters::new();
+        let rt = Rt::new();
+
+        let spawner = {
+            let rt = rt.clone();
+            let c = c.clone();
+            thread::spawn(move || {
+                let mut jh = rt.spawn(TestFuture::new(&c, Behaviour::Yield(0)));
+                rt.run_all();
+                let res = poll_join(&mut jh, Waker::noop());
+                // Pending only while the shutdown thread, which claimed the task, is still
+                // cancelling it: checked again after the join.
+                if let Poll::Ready(res) = res {
+                    expect_joined(&c, Poll::Ready(res));
+                    None
+                } else {
+                    Some(jh)
+                }
+            })
+        };
+        rt.owned.close_and_shutdown_all();
+        let jh = spawner.join().unwrap();
+
+        rt.run_all();
+        if let Some(mut jh) = jh {
+            expect_joined(&c, poll_join(&mut jh, Waker::noop()));
+        }
+        finish(&rt, &c);
     });
 }

@@ -1,6 +1,7 @@
 //! Tasks: the unit of scheduling. Each is one allocation with a header that carries its state,
 //! id, budget slot and arena pointer.
 
+mod builder;
 mod error;
 mod header;
 mod id;
@@ -14,6 +15,7 @@ mod yield_now;
 #[cfg(all(test, loom))]
 mod loom_model;
 
+pub use builder::{name, spawn_with_budget, Builder, TaskBudget};
 pub use error::JoinError;
 pub use id::Id;
 pub use join::JoinHandle;
@@ -26,6 +28,7 @@ pub(crate) use raw::{Notified, RawTask, Task};
 pub use crate::blocking::spawn_blocking;
 pub use crate::runtime::spawn;
 
+use crate::memory::MkBudget;
 use std::future::Future;
 use std::ptr::NonNull;
 
@@ -48,13 +51,14 @@ pub(crate) fn new_task<F, S>(
     future: F,
     scheduler: S,
     id: Id,
+    budget: Option<MkBudget>,
 ) -> (Task, Notified, JoinHandle<F::Output>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let raw = RawTask::new(future, scheduler, id);
+    let raw = RawTask::new(future, scheduler, id, budget);
     // SAFETY: a new task holds exactly these three references, and its output type is
     // `F::Output`.
     unsafe {
@@ -64,6 +68,21 @@ where
             JoinHandle::new(raw),
         )
     }
+}
+
+/// The budget a task is charged to, if it has its own.
+pub(crate) fn budget_of(header: &Header) -> Option<MkBudget> {
+    if header.budget.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null budget is a reference owned by the header until the task is freed.
+    Some(unsafe { MkBudget::clone_from_raw(header.budget) })
+}
+
+/// The budget of the task being polled on this thread, if it has its own.
+pub(crate) fn current_budget() -> Option<MkBudget> {
+    // SAFETY: the current task is alive while it is polled on this thread.
+    crate::context::current_task().and_then(|t| budget_of(unsafe { t.as_ref() }))
 }
 
 /// The id of the task being polled on this thread, or `None` outside a task.

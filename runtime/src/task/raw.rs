@@ -12,6 +12,7 @@ use super::header::{Header, TaskHead, Vtable};
 use super::state::{ToIdle, ToRunning};
 use super::{list, waker, Id, JoinError, Schedule};
 use crate::context;
+use crate::memory::{self, MkBudget};
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::mem;
@@ -71,7 +72,7 @@ where
 
 impl RawTask {
     /// Allocates a task holding three references: owned list, first `Notified`, join handle.
-    pub(crate) fn new<F, S>(future: F, scheduler: S, id: Id) -> RawTask
+    pub(crate) fn new<F, S>(future: F, scheduler: S, id: Id, budget: Option<MkBudget>) -> RawTask
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -79,7 +80,7 @@ impl RawTask {
     {
         let cell = Box::new(Cell {
             head: TaskHead {
-                header: Header::new(vtable::<F, S>(), id),
+                header: Header::new(vtable::<F, S>(), id, budget),
                 owned: list::Pointers::new(),
                 join_waker: UnsafeCell::new(None),
             },
@@ -304,7 +305,14 @@ where
 {
     // SAFETY: the caller's references keep the task alive.
     let cell = unsafe { cell::<F, S>(ptr) };
+    // The future is gone: give the arena's chunks back (objects still alive in them, such as
+    // the output, keep their chunks until they are dropped).
+    // SAFETY: we hold `RUNNING`, which gives us the arena slot; this runs once per task.
+    unsafe { memory::drop_task_arena(cell.head.header.arena.get()) };
     let prev = cell.head.header.state.transition_to_complete();
+    // Leave the owned list before telling the join handle, so a joiner never sees the task
+    // counted as alive.
+    let released = cell.scheduler.release(ptr).map(mem::forget).is_some();
     if !prev.is_join_interested() {
         // SAFETY: without join interest the output is ours after `COMPLETE`.
         let _ = drop_stage(unsafe { &mut *cell.stage.get() }, ptr);
@@ -315,7 +323,6 @@ where
             let _ = catch_unwind(AssertUnwindSafe(|| waker.wake_by_ref()));
         }
     }
-    let released = cell.scheduler.release(ptr).map(mem::forget).is_some();
     if cell
         .head
         .header

@@ -1,0 +1,234 @@
+//! The bump arena behind task arenas and `MkArena`, and how code finds the current task's arena.
+//!
+//! Invariants:
+//! - An `Arena` is always boxed and never moves: its address is its identity as chunk owner.
+//! - It is used by one thread at a time: a task arena only by the thread polling (or dropping)
+//!   its task, through the header's `arena` slot; an `MkArena` through `&self`, which cannot be
+//!   shared between threads (`MkArena` is `!Sync`).
+//! - `[bump, end)` is free space in `current`; objects below `bump` belong to live or freed
+//!   allocations counted in the chunk.
+
+use super::chunk::Chunk;
+use super::chunk_pool::{chunk_size_for, ChunkMem, ChunkPool, CHUNK_ALIGN, MAX_CLASS, MIN_CLASS};
+use super::{MkAllocError, MkBudget, MkBudgetGuard};
+use crate::context;
+use crate::runtime::Handle;
+use std::alloc::Layout;
+use std::cell::Cell;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// How an arena's objects die.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// One by one (boxes, vectors): chunks count allocations and frees, are reused once empty,
+    /// and are retired when the arena moves on.
+    Counted,
+    /// All at once, when the arena drops (`MkArena`): chunks are kept until then.
+    Owned,
+}
+
+pub(crate) struct Arena {
+    mode: Mode,
+    /// `Owned` mode: earlier chunks, retired when the arena drops.
+    kept: Cell<Vec<NonNull<Chunk>>>,
+    current: Cell<Option<NonNull<Chunk>>>,
+    bump: Cell<usize>,
+    end: Cell<usize>,
+    next_size: Cell<usize>,
+    budget: MkBudget,
+    pool: Arc<ChunkPool>,
+}
+
+/// A block handed out by an arena: where the object goes and the chunk that counts it (`None`
+/// for zero-sized objects, which take no memory).
+pub(crate) struct Block {
+    pub(crate) ptr: NonNull<u8>,
+    pub(crate) chunk: Option<NonNull<Chunk>>,
+}
+
+impl Arena {
+    pub(crate) fn new(budget: MkBudget, pool: Arc<ChunkPool>, mode: Mode) -> Box<Arena> {
+        Box::new(Arena {
+            mode,
+            kept: Cell::new(Vec::new()),
+            current: Cell::new(None),
+            bump: Cell::new(0),
+            end: Cell::new(0),
+            next_size: Cell::new(MIN_CLASS),
+            budget,
+            pool,
+        })
+    }
+
+    pub(crate) fn id(&self) -> *const () {
+        (self as *const Arena).cast()
+    }
+
+    pub(crate) fn budget(&self) -> &MkBudget {
+        &self.budget
+    }
+
+    /// Checks what no chunk can satisfy.
+    pub(crate) fn check_layout(layout: Layout) -> Result<(), MkAllocError> {
+        if layout.align() > CHUNK_ALIGN {
+            return Err(MkAllocError::AlignmentTooLarge {
+                align: layout.align(),
+                max: CHUNK_ALIGN,
+            });
+        }
+        Ok(())
+    }
+
+    /// The pointer-bump fast path: no atomic, no lock.
+    pub(crate) fn alloc_fast(&self, layout: Layout) -> Option<Block> {
+        if layout.size() == 0 {
+            // Zero-sized: any aligned, non-null address will do.
+            let ptr = NonNull::new(layout.align() as *mut u8)?;
+            return Some(Block { ptr, chunk: None });
+        }
+        let chunk = self.current.get()?;
+        let block = self.bump_in(chunk, layout).or_else(|| {
+            // SAFETY: `current` is a live chunk owned by this arena (file invariant).
+            let c = unsafe { chunk.as_ref() };
+            if self.mode == Mode::Owned || !c.reset_if_empty() {
+                return None;
+            }
+            self.bump.set(c.start());
+            self.bump_in(chunk, layout)
+        })?;
+        Some(block)
+    }
+
+    fn bump_in(&self, chunk: NonNull<Chunk>, layout: Layout) -> Option<Block> {
+        let start = self.bump.get().checked_add(layout.align() - 1)? & !(layout.align() - 1);
+        let end = start.checked_add(layout.size())?;
+        if end > self.end.get() {
+            return None;
+        }
+        self.bump.set(end);
+        if self.mode == Mode::Counted {
+            // SAFETY: `current` is a live chunk owned by this arena.
+            unsafe { chunk.as_ref() }.note_alloc();
+        }
+        Some(Block {
+            // SAFETY: `start` lies inside the chunk's allocation, which is non-null.
+            ptr: unsafe { NonNull::new_unchecked(start as *mut u8) },
+            chunk: Some(chunk),
+        })
+    }
+
+    /// Bytes of the chunk to add so that `layout` fits: at least the next growth step. Chunks
+    /// start `CHUNK_ALIGN`-aligned, so an object at the start needs no padding.
+    pub(crate) fn chunk_size_for(&self, layout: Layout) -> Result<usize, MkAllocError> {
+        let wanted = layout.size().max(self.next_size.get());
+        chunk_size_for(wanted).ok_or(MkAllocError::SizeOverflow {
+            requested: layout.size(),
+        })
+    }
+
+    pub(crate) fn take_chunk(&self, size: usize) -> Result<ChunkMem, MkAllocError> {
+        self.pool.take(size)
+    }
+
+    /// Makes `mem` (charged by `charge`) the current chunk; the previous one is retired.
+    pub(crate) fn install(&self, mem: ChunkMem, charge: MkBudgetGuard) {
+        let size = mem.size();
+        let chunk = Chunk::new(mem, self.pool.clone(), charge, self.id());
+        if let Some(old) = self.current.replace(Some(chunk)) {
+            match self.mode {
+                // SAFETY: `old` was this arena's current chunk and is retired once, here.
+                Mode::Counted => unsafe { Chunk::retire(old) },
+                Mode::Owned => {
+                    let mut kept = self.kept.take();
+                    kept.push(old);
+                    self.kept.set(kept);
+                }
+            }
+        }
+        // SAFETY: just created, owned by this arena.
+        let c = unsafe { chunk.as_ref() };
+        self.bump.set(c.start());
+        self.end.set(c.end());
+        if size <= MAX_CLASS {
+            self.next_size
+                .set((self.next_size.get() * 2).min(MAX_CLASS));
+        }
+    }
+
+    /// Allocates without waiting: the fast path, else a new chunk if the budget has room now
+    /// (under `Evict`, after evicting).
+    pub(crate) fn try_alloc(&self, layout: Layout) -> Result<Block, MkAllocError> {
+        Arena::check_layout(layout)?;
+        if let Some(block) = self.alloc_fast(layout) {
+            return Ok(block);
+        }
+        let size = self.chunk_size_for(layout)?;
+        let charge = self.budget.try_acquire(size)?;
+        let mem = self.take_chunk(size)?;
+        self.install(mem, charge);
+        self.alloc_fast(layout).ok_or(MkAllocError::SizeOverflow {
+            requested: layout.size(),
+        })
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        let kept = self.kept.take();
+        for chunk in kept.into_iter().chain(self.current.take()) {
+            // SAFETY: these chunks are owned by this arena and retired once, here; in `Owned`
+            // mode nothing was counted in them, so they are destroyed at once.
+            unsafe { Chunk::retire(chunk) };
+        }
+    }
+}
+
+/// Runs `f` with the arena of the task being polled on this thread (created on first use,
+/// charged to the task's budget), or `NoTask` outside a task.
+pub(crate) fn with_task_arena<R>(
+    f: impl FnOnce(&Arena) -> Result<R, MkAllocError>,
+) -> Result<R, MkAllocError> {
+    let task = context::current_task().ok_or(MkAllocError::NoTask)?;
+    // SAFETY: the current task is alive while it is polled on this thread, and only this
+    // thread touches its arena slot (header invariant). The slot is read and written through
+    // the raw pointer only, never borrowed across `f`, which may free objects and read it.
+    let (header, slot) = unsafe { (task.as_ref(), task.as_ref().arena.get()) };
+    // SAFETY: as above.
+    if unsafe { (*slot).is_null() } {
+        let handle = Handle::try_current().map_err(|_| MkAllocError::NoTask)?;
+        let budget =
+            crate::task::budget_of(header).unwrap_or_else(|| handle.memory_budget().clone());
+        let arena = Box::into_raw(Arena::new(
+            budget,
+            handle.shared.pool.clone(),
+            Mode::Counted,
+        ));
+        // SAFETY: as above.
+        unsafe { *slot = arena.cast() };
+    }
+    // SAFETY: a non-null slot holds a live boxed arena owned by the task until it ends.
+    f(unsafe { &*(*slot).cast::<Arena>() })
+}
+
+/// The identity of the current task's arena, null if it has none.
+pub(crate) fn current_arena_id() -> *const () {
+    match context::current_task() {
+        // SAFETY: see `with_task_arena`.
+        Some(task) => unsafe { *task.as_ref().arena.get() }.cast_const(),
+        None => std::ptr::null(),
+    }
+}
+
+/// Drops a task's arena when the task ends; its chunks live on while objects in them do.
+///
+/// # Safety
+/// Called by the thread that owns the task (holding `RUNNING`), once.
+pub(crate) unsafe fn drop_task_arena(slot: *mut *mut ()) {
+    // SAFETY: caller contract.
+    let arena = unsafe { std::mem::replace(&mut *slot, std::ptr::null_mut()) };
+    if !arena.is_null() {
+        // SAFETY: a non-null slot holds a boxed arena created by `with_task_arena`.
+        drop(unsafe { Box::from_raw(arena.cast::<Arena>()) });
+    }
+}

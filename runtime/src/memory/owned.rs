@@ -1,0 +1,143 @@
+//! `MkArena`: an owned arena that can be filled in one task and handed whole to another.
+//!
+//! Invariants: values live until the `MkArena` drops, which runs their destructors (newest
+//! first) and then frees its chunks; references handed out borrow the arena, so it cannot move
+//! or drop while they live. `MkArena` is `Send` (its values must be `Send`) and `!Sync`, so only
+//! one thread allocates in it at a time.
+
+use super::arena::{Arena, Mode};
+use super::boxed::poll_block;
+use super::chunk_pool::ChunkPool;
+use super::{MkAllocError, MkBudget};
+use crate::runtime::Handle;
+use std::alloc::Layout;
+use std::cell::Cell;
+use std::fmt;
+use std::future::poll_fn;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
+
+type DropFn = unsafe fn(*mut u8);
+
+/// An owned bump arena charged to a budget, that moves whole between tasks (a pointer move:
+/// zero-copy hand-off of everything allocated in it).
+///
+/// ```
+/// use memkit_async_runtime::memory::{MkArena, MkBudget};
+///
+/// let budget = MkBudget::new(1 << 20);
+/// let arena = MkArena::new(&budget);
+/// let batch = arena.alloc([7u64; 16]).unwrap();
+/// batch[0] = 1;
+/// assert_eq!(budget.used(), 4096); // one chunk, charged once
+/// let handle = std::thread::spawn(move || arena); // moves the arena, not the data
+/// drop(handle.join().unwrap());
+/// assert_eq!(budget.used(), 0);
+/// ```
+pub struct MkArena {
+    arena: Box<Arena>,
+    drops: Cell<Vec<(NonNull<u8>, DropFn)>>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+// SAFETY: the arena exclusively owns its chunks and the `Send` values in them; it is `!Sync`,
+// so moving it is the only way another thread reaches them.
+unsafe impl Send for MkArena {}
+
+/// The pool for arenas made outside any runtime.
+fn fallback_pool() -> Arc<ChunkPool> {
+    static POOL: OnceLock<Arc<ChunkPool>> = OnceLock::new();
+    POOL.get_or_init(|| Arc::new(ChunkPool::new(0, 16 << 20)))
+        .clone()
+}
+
+impl MkArena {
+    /// An empty arena whose chunks are charged to `budget` (nothing is taken until the first
+    /// allocation). Inside a runtime it recycles chunks through the runtime's pool.
+    pub fn new(budget: &MkBudget) -> MkArena {
+        let pool =
+            Handle::try_current().map_or_else(|_| fallback_pool(), |h| h.shared.pool.clone());
+        MkArena {
+            arena: Arena::new(budget.clone(), pool, Mode::Owned),
+            drops: Cell::new(Vec::new()),
+            _not_sync: PhantomData,
+        }
+    }
+
+    /// The budget the arena's chunks are charged to.
+    pub fn budget(&self) -> &MkBudget {
+        self.arena.budget()
+    }
+
+    /// Moves `value` into the arena without waiting: if a new chunk is needed and the budget is
+    /// full, this fails (after evicting, under `Evict`).
+    ///
+    /// # Errors
+    /// Per [`MkAllocError`]; the value is dropped on error.
+    #[allow(clippy::mut_from_ref)] // Each call hands out a distinct, fresh slot.
+    pub fn alloc<T: Send>(&self, value: T) -> Result<&mut T, MkAllocError> {
+        let block = self.arena.try_alloc(Layout::new::<T>())?;
+        // SAFETY: the block is fresh and laid out for `T`; it lives until the arena drops.
+        Ok(unsafe { self.place(block.ptr, value) })
+    }
+
+    /// Moves `value` into the arena, applying the budget's policy when a new chunk does not fit
+    /// (`Wait` parks the task until memory is released).
+    ///
+    /// # Errors
+    /// Per [`MkAllocError`]; the value is dropped on error.
+    pub async fn alloc_async<T: Send + 'static>(&self, value: T) -> Result<&mut T, MkAllocError> {
+        let layout = Layout::new::<T>();
+        let mut acquire = None;
+        let block = poll_fn(|cx| {
+            poll_block(&self.arena, layout, &mut acquire, cx)
+                .map_or_else(|e| Poll::Ready(Err(e)), |p| p.map(Ok))
+        })
+        .await?;
+        // SAFETY: as in `alloc`.
+        Ok(unsafe { self.place(block.ptr, value) })
+    }
+
+    /// # Safety
+    /// `ptr` is fresh arena memory laid out for `T`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn place<T>(&self, ptr: NonNull<u8>, value: T) -> &mut T {
+        let ptr = ptr.cast::<T>();
+        // SAFETY: caller contract.
+        unsafe { ptr.as_ptr().write(value) };
+        if std::mem::needs_drop::<T>() {
+            unsafe fn drop_value<T>(p: *mut u8) {
+                // SAFETY: registered for a live `T` at `p`, run once when the arena drops.
+                unsafe { p.cast::<T>().drop_in_place() }
+            }
+            let mut drops = self.drops.take();
+            drops.push((ptr.cast(), drop_value::<T>));
+            self.drops.set(drops);
+        }
+        // SAFETY: the slot is initialised, distinct from every other slot, and lives as long as
+        // the arena, which the returned borrow keeps alive.
+        unsafe { &mut *ptr.as_ptr() }
+    }
+}
+
+impl Drop for MkArena {
+    fn drop(&mut self) {
+        let drops = self.drops.take();
+        for (ptr, drop_fn) in drops.into_iter().rev() {
+            // SAFETY: each registered value is alive and dropped once; no borrow of the arena
+            // outlives `&mut self`.
+            unsafe { drop_fn(ptr.as_ptr()) };
+        }
+        // The chunks are freed when `self.arena` drops.
+    }
+}
+
+impl fmt::Debug for MkArena {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MkArena")
+            .field("budget", self.budget())
+            .finish_non_exhaustive()
+    }
+}
