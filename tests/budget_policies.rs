@@ -264,6 +264,7 @@ fn waiters_are_served_in_fifo_order_and_a_big_head_is_not_overtaken() {
     wait_until("big queues", || budget.waiting() == 1);
     let small = spawn_waiter("small", 100);
     wait_until("small queues", || budget.waiting() == 2);
+    assert_eq!(rt.metrics().tasks_waiting_for_memory(), 2);
 
     // 300 bytes free: enough for `small`, but `big` is ahead of it. Grants happen inside the
     // release, so nothing was charged for either once `drop` returns.
@@ -274,6 +275,7 @@ fn waiters_are_served_in_fifo_order_and_a_big_head_is_not_overtaken() {
     let big = rt.block_on(big).unwrap();
     let small = rt.block_on(small).unwrap();
     assert_eq!(*order.lock().unwrap(), vec!["big", "small"]);
+    assert_eq!(rt.metrics().tasks_waiting_for_memory(), 0);
     drop((big, small));
     assert_eq!((budget.used(), budget.waiting()), (0, 0));
 }

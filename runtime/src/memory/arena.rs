@@ -84,7 +84,7 @@ impl Arena {
     pub(crate) fn alloc_fast(&self, layout: Layout) -> Option<Block> {
         if layout.size() == 0 {
             // Zero-sized: any aligned, non-null address will do.
-            let ptr = NonNull::new(layout.align() as *mut u8)?;
+            let ptr = NonNull::new(std::ptr::without_provenance_mut(layout.align()))?;
             return Some(Block { ptr, chunk: None });
         }
         let chunk = self.current.get()?;

@@ -13,7 +13,9 @@ use super::budget::{MkBudget, MkBudgetGuard};
 use super::{MkAllocError, MkBackpressure};
 use crate::context;
 use crate::sync::lock_std as lock;
+use crate::runtime::Handle;
 use crate::task::Id;
+use std::sync::atomic::Ordering;
 use crate::time::Delay;
 use std::future::Future;
 use std::pin::Pin;
@@ -109,6 +111,8 @@ struct Waiting {
     waiter: Arc<Waiter>,
     /// The task marked `WAITING_MEMORY`, if the request was made inside one.
     task: Option<Id>,
+    /// The runtime whose count of tasks waiting for memory includes this request.
+    runtime: Option<Handle>,
     since: Instant,
     /// `Timeout(d)` only; `None` also when the deadline is beyond what `Instant` can represent.
     deadline: Option<Delay>,
@@ -155,6 +159,7 @@ impl Acquire {
         self.waiting = Some(Waiting {
             waiter: waiter.clone(),
             task: mark_task_waiting(None, true),
+            runtime: count_waiting(),
             since,
             deadline,
         });
@@ -210,7 +215,7 @@ impl Acquire {
         res: Result<(), MkAllocError>,
     ) -> Poll<Result<MkBudgetGuard, MkAllocError>> {
         if let Some(w) = self.waiting.take() {
-            mark_task_waiting(w.task, false);
+            w.end();
         }
         self.done = true;
         Poll::Ready(res.map(|()| self.budget.guard(self.bytes)))
@@ -242,9 +247,26 @@ impl Drop for Acquire {
             if w.waiter.cancel() {
                 self.budget.release(self.bytes);
             }
-            mark_task_waiting(w.task, false);
+            w.end();
         }
     }
+}
+
+impl Waiting {
+    /// The request is no longer waiting: unmark the task and uncount it.
+    fn end(self) {
+        mark_task_waiting(self.task, false);
+        if let Some(handle) = self.runtime {
+            handle.shared.memory_waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Counts a waiting request made inside a runtime (on a worker, in `block_on`, ...).
+fn count_waiting() -> Option<Handle> {
+    let handle = Handle::try_current().ok()?;
+    handle.shared.memory_waiting.fetch_add(1, Ordering::SeqCst);
+    Some(handle)
 }
 
 /// Sets or clears `WAITING_MEMORY` on the task being polled, if it is `expected` (any task when

@@ -100,9 +100,15 @@ impl RuntimeMetrics {
         self.shared.memory.limit()
     }
 
-    /// Requests queued on the root budget, waiting for memory.
+    /// Requests queued on the root budget itself, waiting for memory.
     pub fn memory_waiting(&self) -> usize {
         self.shared.memory.waiting()
+    }
+
+    /// Memory requests made in this runtime (on any budget) that are parked waiting for bytes
+    /// to be released: tasks waiting for memory, in no run queue.
+    pub fn tasks_waiting_for_memory(&self) -> usize {
+        self.shared.memory_waiting.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Idle bytes of arena chunks held in the runtime's global chunk pool.

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) memory: MkBudget,
     /// Chunks for the task arenas.
     pub(crate) pool: Arc<ChunkPool>,
+    /// Memory requests made in this runtime that are waiting in a budget queue.
+    pub(crate) memory_waiting: std::sync::atomic::AtomicUsize,
     /// Tasks spawned with a reservation that are not admitted yet.
     pub(crate) admitting: std::sync::atomic::AtomicUsize,
     /// Workers still running, and the condition shutdown waits on.
@@ -91,6 +93,7 @@ impl Shared {
             memory,
             pool: Arc::new(ChunkPool::new(workers, pool_cap)),
             admitting: std::sync::atomic::AtomicUsize::new(0),
+            memory_waiting: std::sync::atomic::AtomicUsize::new(0),
             alive: Mutex::new(workers),
             exited: Condvar::new(),
         });
