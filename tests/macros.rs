@@ -66,3 +66,10 @@ mod renamed {
 async fn crate_path_can_be_overridden() {
     assert_eq!(memkit_async::spawn(async { 7 }).await.unwrap(), 7);
 }
+
+#[memkit_async::test(worker_threads = 2, memory_limit = 8 << 20)]
+async fn memory_limit_sets_the_runtime_root_budget() {
+    let handle = memkit_async::Handle::current();
+    assert_eq!(handle.memory_budget().limit(), 8 << 20);
+    assert_eq!(handle.metrics().num_workers(), 2);
+}
