@@ -4,6 +4,9 @@
 //! locks are taken only when a request must queue or someone is queued. Each budget keeps a
 //! FIFO of the requests blocked on it: a release serves the head first, so a large request is
 //! never overtaken by later small ones.
+//!
+//! Unsafe code: `into_raw`/`clone_from_raw`/`drop_raw` move one `Arc` reference into a task
+//! header and back; the header owns exactly one reference from `into_raw` until it drops.
 
 use super::wait::{Acquire, Waiter};
 use super::{MkAllocError, MkBackpressure, MkEvictable};

@@ -1,4 +1,6 @@
 //! Why a task did not produce its output.
+//!
+//! Unsafe code: `Payload` is `Sync` because shared access only reads `Sync` types out of it.
 
 use super::Id;
 use std::any::Any;

@@ -1,4 +1,7 @@
 //! `JoinHandle`: the owned permission to await a task's output.
+//!
+//! Invariants: a `JoinHandle<T>` owns the join-interest reference of a task whose output type is
+//! `T`, and gives it back exactly once, in `drop`.
 
 use super::{Id, JoinError, RawTask};
 use std::fmt;

@@ -1,5 +1,8 @@
 //! Tasks: the unit of scheduling. Each is one allocation with a header that carries its state,
 //! id, budget slot and arena pointer.
+//!
+//! Invariants of the unsafe calls here: `new_task` hands out exactly the three references a new
+//! task starts with; the current task (from the thread's context) is alive while it is polled.
 
 mod builder;
 mod error;
