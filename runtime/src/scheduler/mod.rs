@@ -4,6 +4,9 @@
 mod park;
 mod worker;
 
+#[cfg(all(test, loom))]
+mod loom_park;
+
 pub(crate) use worker::{run as run_worker, Core};
 
 use crate::blocking::BlockingPool;
