@@ -12,13 +12,13 @@
 use super::budget::{MkBudget, MkBudgetGuard};
 use super::{MkAllocError, MkBackpressure};
 use crate::context;
-use crate::sync::lock_std as lock;
 use crate::runtime::Handle;
+use crate::sync::lock_std as lock;
 use crate::task::Id;
-use std::sync::atomic::Ordering;
 use crate::time::Delay;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;

@@ -108,7 +108,9 @@ impl RuntimeMetrics {
     /// Memory requests made in this runtime (on any budget) that are parked waiting for bytes
     /// to be released: tasks waiting for memory, in no run queue.
     pub fn tasks_waiting_for_memory(&self) -> usize {
-        self.shared.memory_waiting.load(std::sync::atomic::Ordering::SeqCst)
+        self.shared
+            .memory_waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Idle bytes of arena chunks held in the runtime's global chunk pool.
