@@ -212,7 +212,8 @@ impl BlockingPool {
         own == 0
     }
 
-    pub(crate) fn num_threads(&self) -> usize {
+    /// Threads not yet finished, those leaving on idle timeout included.
+    pub(crate) fn num_alive(&self) -> usize {
         lock(&self.inner.state).num_alive
     }
 

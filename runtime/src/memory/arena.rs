@@ -40,6 +40,10 @@ pub(crate) struct Arena {
     pool: Arc<ChunkPool>,
 }
 
+// SAFETY: an arena exclusively owns its chunk pointers; moving it to another thread moves that
+// ownership whole (it is not `Sync`: one thread uses it at a time, file invariant).
+unsafe impl Send for Arena {}
+
 /// A block handed out by an arena: where the object goes and the chunk that counts it (`None`
 /// for zero-sized objects, which take no memory).
 pub(crate) struct Block {

@@ -57,6 +57,7 @@ impl<T> MkAsyncBox<T> {
     ///
     /// Resolves to `Err(MkAllocError::NoTask)` outside a task spawned on a memkit-async
     /// runtime (for example directly in `block_on`); the value is dropped on error.
+    #[allow(clippy::new_ret_no_self)] // Allocation may wait, so `new` returns its future.
     pub fn new(value: T) -> NewBox<T> {
         NewBox {
             value: Some(value),

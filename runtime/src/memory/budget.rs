@@ -217,46 +217,60 @@ impl MkBudget {
         self.try_charge(bytes)
     }
 
-    /// Charges `bytes` to this budget and every ancestor, or to none of them.
+    /// Charges `bytes` to this budget and every ancestor, or to none of them. Peaks are raised
+    /// only once the whole path is charged, so a refused request leaves no trace in them.
     pub(crate) fn try_charge(&self, bytes: usize) -> Result<(), MkBudget> {
+        // The level each budget reached with this charge, for the peaks (deeper trees than
+        // this record their current level instead, which can only overstate a concurrent peak).
+        let mut reached = [0usize; 8];
         for (depth, b) in self.ancestors().enumerate() {
-            if !b.try_charge_local(bytes) {
-                // Give back what the levels below took; that may serve their queues.
-                for below in self.ancestors().take(depth) {
-                    below.release_local(bytes);
+            match b.try_charge_local(bytes) {
+                Some(level) => {
+                    if let Some(slot) = reached.get_mut(depth) {
+                        *slot = level;
+                    }
                 }
-                return Err(b.clone());
+                None => {
+                    // Give back what the levels below took, then serve their queues.
+                    let below = || self.ancestors().take(depth);
+                    below().for_each(|b| b.uncharge_local(bytes));
+                    below().for_each(|b| b.serve_if_waiting());
+                    return Err(b.clone());
+                }
             }
+        }
+        for (depth, b) in self.ancestors().enumerate() {
+            let level = reached.get(depth).copied().unwrap_or_else(|| b.used());
+            b.inner.peak.fetch_max(level, SeqCst);
         }
         Ok(())
     }
 
-    fn try_charge_local(&self, bytes: usize) -> bool {
+    /// Adds `bytes` to this level if they fit; the new level.
+    fn try_charge_local(&self, bytes: usize) -> Option<usize> {
         let inner = &*self.inner;
         let mut used = inner.used.load(SeqCst);
         loop {
-            let Some(next) = used.checked_add(bytes).filter(|&n| n <= inner.limit) else {
-                return false;
-            };
+            let next = used.checked_add(bytes).filter(|&n| n <= inner.limit)?;
             match inner.used.compare_exchange_weak(used, next, SeqCst, SeqCst) {
-                Ok(_) => {
-                    inner.peak.fetch_max(next, SeqCst);
-                    return true;
-                }
+                Ok(_) => return Some(next),
                 Err(actual) => used = actual,
             }
         }
     }
 
-    /// Returns `bytes` to this budget and every ancestor, serving queued requests on the way.
+    /// Returns `bytes` to this budget and every ancestor, then serves queued requests from this
+    /// budget up: every level has its bytes back before any waiter is charged for them.
     pub(crate) fn release(&self, bytes: usize) {
-        for b in self.ancestors() {
-            b.release_local(bytes);
-        }
+        self.ancestors().for_each(|b| b.uncharge_local(bytes));
+        self.ancestors().for_each(|b| b.serve_if_waiting());
     }
 
-    fn release_local(&self, bytes: usize) {
+    fn uncharge_local(&self, bytes: usize) {
         self.inner.used.fetch_sub(bytes, SeqCst);
+    }
+
+    fn serve_if_waiting(&self) {
         // Pairs with the `SeqCst` increment in `enqueue`: either we see the waiter, or it sees
         // the released bytes when it re-checks.
         if self.inner.num_waiting.load(SeqCst) > 0 {

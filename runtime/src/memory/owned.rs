@@ -86,13 +86,22 @@ impl MkArena {
     /// Moves `value` into the arena, applying the budget's policy when a new chunk does not fit
     /// (`Wait` parks the task until memory is released).
     ///
+    /// It takes `&mut self` so the future is `Send` (an `MkArena` is not `Sync`) and can be
+    /// awaited inside spawned tasks; to keep several values borrowed at once, use
+    /// [`alloc`](Self::alloc), which never waits.
+    ///
     /// # Errors
     /// Per [`MkAllocError`]; the value is dropped on error.
-    pub async fn alloc_async<T: Send + 'static>(&self, value: T) -> Result<&mut T, MkAllocError> {
+    pub async fn alloc_async<T: Send + 'static>(
+        &mut self,
+        value: T,
+    ) -> Result<&mut T, MkAllocError> {
         let layout = Layout::new::<T>();
         let mut acquire = None;
-        let block = poll_fn(|cx| {
-            poll_block(&self.arena, layout, &mut acquire, cx)
+        // Held as `&mut` so the future stays `Send` (an `Arena` is `Send`, not `Sync`).
+        let arena: &mut Arena = &mut self.arena;
+        let block = poll_fn(move |cx| {
+            poll_block(arena, layout, &mut acquire, cx)
                 .map_or_else(|e| Poll::Ready(Err(e)), |p| p.map(Ok))
         })
         .await?;

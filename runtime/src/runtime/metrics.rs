@@ -72,7 +72,7 @@ impl RuntimeMetrics {
 
     /// Threads in the blocking pool.
     pub fn num_blocking_threads(&self) -> usize {
-        self.shared.blocking.num_threads()
+        self.shared.blocking.num_alive()
     }
 
     /// Blocking-pool threads waiting for work.
