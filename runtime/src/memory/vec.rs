@@ -191,6 +191,45 @@ impl<T> MkAsyncVec<T> {
         self.len += 1;
     }
 
+    /// Resizes to `new_len`, filling new slots with clones of `value` (growing under the
+    /// budget's policy) or dropping the elements past `new_len`.
+    ///
+    /// # Errors
+    /// Per [`MkAllocError`]; the vector is unchanged on error.
+    pub async fn resize(&mut self, new_len: usize, value: T) -> Result<(), MkAllocError>
+    where
+        T: Clone,
+    {
+        self.reserve(new_len.saturating_sub(self.len)).await?;
+        self.resize_within_capacity(new_len, value);
+        Ok(())
+    }
+
+    /// As [`resize`](Self::resize), never waiting.
+    ///
+    /// # Errors
+    /// Per [`MkAllocError`]; the vector is unchanged on error.
+    pub fn try_resize(&mut self, new_len: usize, value: T) -> Result<(), MkAllocError>
+    where
+        T: Clone,
+    {
+        self.try_reserve(new_len.saturating_sub(self.len))?;
+        self.resize_within_capacity(new_len, value);
+        Ok(())
+    }
+
+    fn resize_within_capacity(&mut self, new_len: usize, value: T)
+    where
+        T: Clone,
+    {
+        while self.len > new_len {
+            drop(self.pop());
+        }
+        while self.len < new_len {
+            self.push_within_capacity(value.clone());
+        }
+    }
+
     /// Removes and returns the last element.
     pub fn pop(&mut self) -> Option<T> {
         if self.len == 0 {
