@@ -1,5 +1,5 @@
-//! Quick start: spawn tasks on the memkit-async runtime, join them, and run blocking work on the
-//! blocking pool.
+//! Quick start: spawn tasks on the memkit-async runtime, join them, run blocking work on the
+//! blocking pool, and allocate in a task's arena under a byte budget.
 //!
 //! Run with `cargo run --release --example quickstart`.
 
@@ -34,12 +34,26 @@ async fn main() {
         std::iter::repeat_n(0xABu8, 1 << 20).fold(0u32, |acc, b| acc.wrapping_add(b as u32))
     });
 
+    // Memory that moves with the task: a box in the task's arena (a pointer bump), charged per
+    // chunk to a 1 MiB budget, valid across `.await` even if the task changes workers.
+    let boxed = memkit_async::spawn_with_budget(1 << 20, async {
+        let mut data = memkit_async::MkAsyncBox::new([0u64; 64])
+            .await
+            .expect("fits in 1 MiB");
+        data[63] = 42;
+        memkit_async::task::yield_now().await;
+        let budget = memkit_async::MkBudget::current().expect("spawned with a budget");
+        (data[63], budget.used(), budget.limit())
+    });
+
     // A panic inside a task is caught and reported through its JoinHandle.
     let failing = memkit_async::spawn(async { panic!("this task fails on purpose") });
 
     println!("sum of 0..8M       = {total}");
     println!("yielder            : {}", yielder.await.unwrap());
     println!("blocking checksum  = {:#x}", checksum.await.unwrap());
+    let (value, used, limit) = boxed.await.unwrap();
+    println!("arena box          = {value} ({used} of {limit} budget bytes: one chunk)");
     println!("failing task       : {}", failing.await.unwrap_err());
     println!("done in {:?}", start.elapsed());
 }
