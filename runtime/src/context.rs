@@ -14,8 +14,6 @@ use std::ptr::{self, NonNull};
 
 struct Context {
     handle: RefCell<Option<Handle>>,
-    worker: Cell<*const Core>,
-    task: Cell<Option<NonNull<Header>>>,
     driving: Cell<bool>,
 }
 
@@ -23,32 +21,34 @@ thread_local! {
     static CONTEXT: Context = const {
         Context {
             handle: RefCell::new(None),
-            worker: Cell::new(ptr::null()),
-            task: Cell::new(None),
             driving: Cell::new(false),
         }
     };
+
+    // Kept apart from `CONTEXT`: without a destructor these compile to a plain thread-local
+    // access (no liveness check), which the poll loop and every arena allocation pay.
+    static TASK: Cell<Option<NonNull<Header>>> = const { Cell::new(None) };
+    static WORKER: Cell<*const Core> = const { Cell::new(ptr::null()) };
 }
 
 /// Restores the previous current task on drop.
 pub(crate) struct TaskGuard(Option<NonNull<Header>>);
 
+#[inline]
 pub(crate) fn enter_task(task: NonNull<Header>) -> TaskGuard {
-    TaskGuard(
-        CONTEXT
-            .try_with(|c| c.task.replace(Some(task)))
-            .unwrap_or(None),
-    )
+    TaskGuard(TASK.replace(Some(task)))
 }
 
 impl Drop for TaskGuard {
+    #[inline]
     fn drop(&mut self) {
-        let _ = CONTEXT.try_with(|c| c.task.set(self.0));
+        TASK.set(self.0);
     }
 }
 
+#[inline]
 pub(crate) fn current_task() -> Option<NonNull<Header>> {
-    CONTEXT.try_with(|c| c.task.get()).unwrap_or(None)
+    TASK.get()
 }
 
 /// Restores the previous runtime handle on drop.
@@ -104,19 +104,20 @@ impl Drop for DrivingGuard {
 pub(crate) struct WorkerGuard(());
 
 pub(crate) fn set_worker(core: &Core) -> WorkerGuard {
-    CONTEXT.with(|c| c.worker.set(core));
+    WORKER.set(core);
     WorkerGuard(())
 }
 
 impl Drop for WorkerGuard {
     fn drop(&mut self) {
-        let _ = CONTEXT.try_with(|c| c.worker.set(ptr::null()));
+        WORKER.set(ptr::null());
     }
 }
 
 /// Runs `f` with this thread's worker, if it is one.
+#[inline]
 pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
-    let core = CONTEXT.try_with(|c| c.worker.get()).unwrap_or(ptr::null());
+    let core = WORKER.get();
     // SAFETY: a non-null pointer is a live `Core` on this thread's worker frame (file invariant).
     f(unsafe { core.as_ref() })
 }

@@ -65,6 +65,7 @@ impl Arena {
         })
     }
 
+    #[inline(always)]
     pub(crate) fn id(&self) -> *const () {
         (self as *const Arena).cast()
     }
@@ -74,6 +75,7 @@ impl Arena {
     }
 
     /// Checks what no chunk can satisfy.
+    #[inline(always)]
     pub(crate) fn check_layout(layout: Layout) -> Result<(), MkAllocError> {
         if layout.align() > CHUNK_ALIGN {
             return Err(MkAllocError::AlignmentTooLarge {
@@ -85,6 +87,7 @@ impl Arena {
     }
 
     /// The pointer-bump fast path: no atomic, no lock.
+    #[inline(always)]
     pub(crate) fn alloc_fast(&self, layout: Layout) -> Option<Block> {
         if layout.size() == 0 {
             // Zero-sized: any aligned, non-null address will do.
@@ -92,18 +95,23 @@ impl Arena {
             return Some(Block { ptr, chunk: None });
         }
         let chunk = self.current.get()?;
-        let block = self.bump_in(chunk, layout).or_else(|| {
-            // SAFETY: `current` is a live chunk owned by this arena (file invariant).
-            let c = unsafe { chunk.as_ref() };
-            if self.mode == Mode::Owned || !c.reset_if_empty() {
-                return None;
-            }
-            self.bump.set(c.start());
-            self.bump_in(chunk, layout)
-        })?;
-        Some(block)
+        self.bump_in(chunk, layout)
+            .or_else(|| self.reuse_if_empty(chunk, layout))
     }
 
+    /// The current chunk is full: if nothing in it is alive, allocate from its start again.
+    #[cold]
+    fn reuse_if_empty(&self, chunk: NonNull<Chunk>, layout: Layout) -> Option<Block> {
+        // SAFETY: `current` is a live chunk owned by this arena (file invariant).
+        let c = unsafe { chunk.as_ref() };
+        if self.mode == Mode::Owned || !c.reset_if_empty() {
+            return None;
+        }
+        self.bump.set(c.start());
+        self.bump_in(chunk, layout)
+    }
+
+    #[inline(always)]
     fn bump_in(&self, chunk: NonNull<Chunk>, layout: Layout) -> Option<Block> {
         let start = self.bump.get().checked_add(layout.align() - 1)? & !(layout.align() - 1);
         let end = start.checked_add(layout.size())?;
@@ -162,11 +170,17 @@ impl Arena {
 
     /// Allocates without waiting: the fast path, else a new chunk if the budget has room now
     /// (under `Evict`, after evicting).
+    #[inline(always)]
     pub(crate) fn try_alloc(&self, layout: Layout) -> Result<Block, MkAllocError> {
         Arena::check_layout(layout)?;
-        if let Some(block) = self.alloc_fast(layout) {
-            return Ok(block);
+        match self.alloc_fast(layout) {
+            Some(block) => Ok(block),
+            None => self.try_alloc_in_new_chunk(layout),
         }
+    }
+
+    #[cold]
+    fn try_alloc_in_new_chunk(&self, layout: Layout) -> Result<Block, MkAllocError> {
         let size = self.chunk_size_for(layout)?;
         let charge = self.budget.try_acquire(size)?;
         let mem = self.take_chunk(size)?;
@@ -190,6 +204,7 @@ impl Drop for Arena {
 
 /// Runs `f` with the arena of the task being polled on this thread (created on first use,
 /// charged to the task's budget), or `NoTask` outside a task.
+#[inline(always)]
 pub(crate) fn with_task_arena<R>(
     f: impl FnOnce(&Arena) -> Result<R, MkAllocError>,
 ) -> Result<R, MkAllocError> {
@@ -200,22 +215,27 @@ pub(crate) fn with_task_arena<R>(
     let (header, slot) = unsafe { (task.as_ref(), task.as_ref().arena.get()) };
     // SAFETY: as above.
     if unsafe { (*slot).is_null() } {
-        let handle = Handle::try_current().map_err(|_| MkAllocError::NoTask)?;
-        let budget =
-            crate::task::budget_of(header).unwrap_or_else(|| handle.memory_budget().clone());
-        let arena = Box::into_raw(Arena::new(
-            budget,
-            handle.shared.pool.clone(),
-            Mode::Counted,
-        ));
         // SAFETY: as above.
-        unsafe { *slot = arena.cast() };
+        unsafe { *slot = create_task_arena(header)?.cast() };
     }
     // SAFETY: a non-null slot holds a live boxed arena owned by the task until it ends.
     f(unsafe { &*(*slot).cast::<Arena>() })
 }
 
+/// The arena of a task's first allocation, charged to the task's budget (or the runtime's).
+#[cold]
+fn create_task_arena(header: &crate::task::Header) -> Result<*mut Arena, MkAllocError> {
+    let handle = Handle::try_current().map_err(|_| MkAllocError::NoTask)?;
+    let budget = crate::task::budget_of(header).unwrap_or_else(|| handle.memory_budget().clone());
+    Ok(Box::into_raw(Arena::new(
+        budget,
+        handle.shared.pool.clone(),
+        Mode::Counted,
+    )))
+}
+
 /// The identity of the current task's arena, null if it has none.
+#[inline(always)]
 pub(crate) fn current_arena_id() -> *const () {
     match context::current_task() {
         // SAFETY: see `with_task_arena`.

@@ -70,6 +70,7 @@ impl<T> MkAsyncBox<T> {
     ///
     /// # Errors
     /// Per [`MkAllocError`]; the value is dropped on error.
+    #[inline(always)]
     pub fn try_new(value: T) -> Result<MkAsyncBox<T>, MkAllocError> {
         let block = arena::with_task_arena(|arena| arena.try_alloc(Layout::new::<T>()))?;
         // SAFETY: the block is fresh, sized and aligned for `T`.
@@ -106,6 +107,7 @@ impl<T> MkAsyncBox<T> {
 }
 
 /// Counts one object of `chunk` as dead.
+#[inline(always)]
 pub(crate) fn free(chunk: Option<NonNull<Chunk>>) {
     if let Some(chunk) = chunk {
         // SAFETY: called once per allocation, after its value is gone (callers' invariant).
@@ -114,10 +116,12 @@ pub(crate) fn free(chunk: Option<NonNull<Chunk>>) {
 }
 
 impl<T> Drop for MkAsyncBox<T> {
+    #[inline(always)]
     fn drop(&mut self) {
         // Freed even if the value's drop panics.
         struct Free(Option<NonNull<Chunk>>);
         impl Drop for Free {
+            #[inline(always)]
             fn drop(&mut self) {
                 free(self.0);
             }

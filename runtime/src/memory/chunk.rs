@@ -52,6 +52,7 @@ impl Chunk {
         NonNull::from(Box::leak(chunk))
     }
 
+    #[inline(always)]
     pub(crate) fn start(&self) -> usize {
         self.mem.ptr().as_ptr() as usize
     }
@@ -61,6 +62,7 @@ impl Chunk {
     }
 
     /// Owner only: records an allocation.
+    #[inline(always)]
     pub(crate) fn note_alloc(&self) {
         self.allocs.set(self.allocs.get() + 1);
     }
@@ -84,6 +86,7 @@ impl Chunk {
     /// # Safety
     /// `this` is a live chunk holding an object that has just been dropped, which is not freed
     /// again.
+    #[inline(always)]
     pub(crate) unsafe fn free_one(this: NonNull<Chunk>, current_arena: *const ()) {
         // SAFETY: the object being freed keeps the chunk alive until this call ends.
         let chunk = unsafe { this.as_ref() };
@@ -93,6 +96,15 @@ impl Chunk {
             chunk.local_frees.set(chunk.local_frees.get() + 1);
             return;
         }
+        // SAFETY: forwarded caller contract.
+        unsafe { Chunk::free_remote(this) }
+    }
+
+    /// # Safety
+    /// As `free_one`.
+    unsafe fn free_remote(this: NonNull<Chunk>) {
+        // SAFETY: the object being freed keeps the chunk alive until its count drops.
+        let chunk = unsafe { this.as_ref() };
         if chunk.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
             // SAFETY: that was the last live object of a retired chunk.
             unsafe { Chunk::destroy(this) }
