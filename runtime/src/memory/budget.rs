@@ -8,6 +8,7 @@
 //! Unsafe code: `into_raw`/`clone_from_raw`/`drop_raw` move one `Arc` reference into a task
 //! header and back; the header owns exactly one reference from `into_raw` until it drops.
 
+use super::guard::MkBudgetGuard;
 use super::wait::{Acquire, Waiter};
 use super::{MkAllocError, MkBackpressure, MkEvictable};
 use crate::sync::lock_std as lock;
@@ -35,28 +36,20 @@ use std::sync::{Arc, Mutex, Weak};
 /// ```
 #[derive(Clone)]
 pub struct MkBudget {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     limit: usize,
     used: AtomicUsize,
     peak: AtomicUsize,
     policy: Mutex<MkBackpressure>,
     parent: Option<MkBudget>,
-    waiters: Mutex<VecDeque<Arc<Waiter>>>,
-    num_waiting: AtomicUsize,
-    evictables: Mutex<Vec<Weak<dyn MkEvictable>>>,
-}
-
-/// Bytes held from a budget; dropping the guard releases them (and serves waiting requests).
-///
-/// `mem::forget` of a guard leaks its bytes from the budget (they stay counted as used); it
-/// never causes undefined behaviour.
-#[must_use = "dropping the guard releases the bytes at once"]
-pub struct MkBudgetGuard {
-    budget: MkBudget,
-    bytes: usize,
+    /// Requests blocked on this budget, oldest first (wait_queue.rs).
+    pub(super) waiters: Mutex<VecDeque<Arc<Waiter>>>,
+    pub(super) num_waiting: AtomicUsize,
+    /// Consumers `Evict` may ask for memory (evict.rs).
+    pub(super) evictables: Mutex<Vec<Weak<dyn MkEvictable>>>,
 }
 
 impl MkBudget {
@@ -177,14 +170,6 @@ impl MkBudget {
         Acquire::new(self.clone(), bytes, Some(policy))
     }
 
-    /// Registers a consumer that `Evict` requests blocked on this budget may ask for memory.
-    /// Only a weak reference is kept.
-    pub fn register_evictable(&self, consumer: &Arc<dyn MkEvictable>) {
-        let mut list = lock(&self.inner.evictables);
-        list.retain(|c| c.strong_count() > 0);
-        list.push(Arc::downgrade(consumer));
-    }
-
     pub(crate) fn guard(&self, bytes: usize) -> MkBudgetGuard {
         MkBudgetGuard {
             budget: self.clone(),
@@ -192,7 +177,7 @@ impl MkBudget {
         }
     }
 
-    fn ancestors(&self) -> impl Iterator<Item = &MkBudget> {
+    pub(super) fn ancestors(&self) -> impl Iterator<Item = &MkBudget> {
         std::iter::successors(Some(self), |b| b.parent())
     }
 
@@ -270,103 +255,6 @@ impl MkBudget {
         self.inner.used.fetch_sub(bytes, SeqCst);
     }
 
-    fn serve_if_waiting(&self) {
-        // Pairs with the `SeqCst` increment in `enqueue`: either we see the waiter, or it sees
-        // the released bytes when it re-checks.
-        if self.inner.num_waiting.load(SeqCst) > 0 {
-            self.serve_waiters();
-        }
-    }
-
-    /// Queues `waiter` on this budget (where its request is blocked), then re-checks, so bytes
-    /// released meanwhile are not missed.
-    pub(crate) fn enqueue(&self, waiter: Arc<Waiter>) {
-        {
-            let mut queue = lock(&self.inner.waiters);
-            waiter.set_queued_at(self.clone());
-            queue.push_back(waiter);
-            self.inner.num_waiting.fetch_add(1, SeqCst);
-        }
-        self.serve_waiters();
-    }
-
-    /// Removes `waiter` if it is still queued here; `true` if it was.
-    pub(crate) fn dequeue(&self, waiter: &Arc<Waiter>) -> bool {
-        let mut queue = lock(&self.inner.waiters);
-        let Some(pos) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) else {
-            return false;
-        };
-        queue.remove(pos);
-        self.inner.num_waiting.fetch_sub(1, SeqCst);
-        true
-    }
-
-    /// Serves queued requests from the head while they fit. A head blocked by another budget
-    /// (an ancestor, or its own budget below this one) moves to that budget's queue.
-    fn serve_waiters(&self) {
-        let mut granted = Vec::new();
-        let mut moved = Vec::new();
-        {
-            let mut queue = lock(&self.inner.waiters);
-            while let Some(head) = queue.front() {
-                if head.is_cancelled() {
-                    queue.pop_front();
-                    self.inner.num_waiting.fetch_sub(1, SeqCst);
-                    continue;
-                }
-                match head.origin().try_charge(head.bytes()) {
-                    Ok(()) => granted.push(queue.pop_front()),
-                    Err(full) if full.same(self) => break,
-                    Err(full) => moved.push((queue.pop_front(), full)),
-                }
-                self.inner.num_waiting.fetch_sub(1, SeqCst);
-            }
-        }
-        // Wakers and other queues are touched without this queue's lock held.
-        for waiter in granted.into_iter().flatten() {
-            waiter.grant();
-        }
-        for (waiter, full) in moved {
-            if let Some(waiter) = waiter {
-                full.enqueue(waiter);
-            }
-        }
-    }
-
-    /// `Evict`: asks the consumers registered on the budgets from this one up to `full` to make
-    /// room, retrying after each, until the request fits or nobody frees anything.
-    pub(crate) fn evict_for(
-        &self,
-        bytes: usize,
-        full: &MkBudget,
-    ) -> Result<MkBudgetGuard, MkAllocError> {
-        let mut full = full.clone();
-        loop {
-            let wanted = bytes.saturating_sub(full.limit().saturating_sub(full.used()));
-            let consumers: Vec<Arc<dyn MkEvictable>> = self
-                .ancestors()
-                .take_while_inclusive(&full)
-                .flat_map(|b| {
-                    lock(&b.inner.evictables)
-                        .iter()
-                        .filter_map(Weak::upgrade)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let mut freed = 0;
-            for consumer in consumers {
-                freed += consumer.evict(wanted.max(1));
-                match self.try_charge_fair(bytes) {
-                    Ok(()) => return Ok(self.guard(bytes)),
-                    Err(now_full) => full = now_full,
-                }
-            }
-            if freed == 0 {
-                return Err(full.capacity_reached(bytes));
-            }
-        }
-    }
-
     pub(crate) fn capacity_reached(&self, requested: usize) -> MkAllocError {
         MkAllocError::CapacityReached {
             requested,
@@ -408,20 +296,6 @@ impl MkBudget {
     }
 }
 
-/// `take_while` that also yields the budget it stops at.
-trait TakeWhileInclusive<'a>: Iterator<Item = &'a MkBudget> + Sized {
-    fn take_while_inclusive(self, last: &'a MkBudget) -> impl Iterator<Item = &'a MkBudget> {
-        let mut done = false;
-        self.take_while(move |b| {
-            let keep = !done;
-            done = done || b.same(last);
-            keep
-        })
-    }
-}
-
-impl<'a, I: Iterator<Item = &'a MkBudget>> TakeWhileInclusive<'a> for I {}
-
 impl fmt::Debug for MkBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MkBudget")
@@ -430,34 +304,6 @@ impl fmt::Debug for MkBudget {
             .field("peak", &self.peak())
             .field("waiting", &self.waiting())
             .field("policy", &self.policy())
-            .finish_non_exhaustive()
-    }
-}
-
-impl MkBudgetGuard {
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// The budget the bytes are charged to.
-    pub fn budget(&self) -> &MkBudget {
-        &self.budget
-    }
-}
-
-impl Drop for MkBudgetGuard {
-    fn drop(&mut self) {
-        if self.bytes > 0 {
-            self.budget.release(self.bytes);
-        }
-    }
-}
-
-impl fmt::Debug for MkBudgetGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MkBudgetGuard")
-            .field("bytes", &self.bytes)
             .finish_non_exhaustive()
     }
 }

@@ -1,4 +1,10 @@
-//! Consumers that can give memory back under `Evict` pressure.
+//! Consumers that can give memory back under `Evict` pressure, and how `Evict` asks them.
+
+use super::budget::MkBudget;
+use super::guard::MkBudgetGuard;
+use super::MkAllocError;
+use crate::sync::lock_std as lock;
+use std::sync::{Arc, Weak};
 
 /// A consumer of budget memory (a cache, a buffer, a pool's idle objects) that can drop entries
 /// when a request on its budget does not fit and the policy is
@@ -12,3 +18,61 @@ pub trait MkEvictable: Send + Sync {
     /// left to evict. Called on the requesting task's thread, with no budget lock held.
     fn evict(&self, bytes_wanted: usize) -> usize;
 }
+
+impl MkBudget {
+    /// Registers a consumer that `Evict` requests blocked on this budget may ask for memory.
+    /// Only a weak reference is kept.
+    pub fn register_evictable(&self, consumer: &Arc<dyn MkEvictable>) {
+        let mut list = lock(&self.inner.evictables);
+        list.retain(|c| c.strong_count() > 0);
+        list.push(Arc::downgrade(consumer));
+    }
+
+    /// `Evict`: asks the consumers registered on the budgets from this one up to `full` to make
+    /// room, retrying after each, until the request fits or nobody frees anything.
+    pub(crate) fn evict_for(
+        &self,
+        bytes: usize,
+        full: &MkBudget,
+    ) -> Result<MkBudgetGuard, MkAllocError> {
+        let mut full = full.clone();
+        loop {
+            let wanted = bytes.saturating_sub(full.limit().saturating_sub(full.used()));
+            let consumers: Vec<Arc<dyn MkEvictable>> = self
+                .ancestors()
+                .take_while_inclusive(&full)
+                .flat_map(|b| {
+                    lock(&b.inner.evictables)
+                        .iter()
+                        .filter_map(Weak::upgrade)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let mut freed = 0;
+            for consumer in consumers {
+                freed += consumer.evict(wanted.max(1));
+                match self.try_charge_fair(bytes) {
+                    Ok(()) => return Ok(self.guard(bytes)),
+                    Err(now_full) => full = now_full,
+                }
+            }
+            if freed == 0 {
+                return Err(full.capacity_reached(bytes));
+            }
+        }
+    }
+}
+
+/// `take_while` that also yields the budget it stops at.
+trait TakeWhileInclusive<'a>: Iterator<Item = &'a MkBudget> + Sized {
+    fn take_while_inclusive(self, last: &'a MkBudget) -> impl Iterator<Item = &'a MkBudget> {
+        let mut done = false;
+        self.take_while(move |b| {
+            let keep = !done;
+            done = done || b.same(last);
+            keep
+        })
+    }
+}
+
+impl<'a, I: Iterator<Item = &'a MkBudget>> TakeWhileInclusive<'a> for I {}

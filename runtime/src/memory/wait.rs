@@ -9,7 +9,8 @@
 //! `Queued -> Cancelled` (its future gave up), once, under its lock; bytes granted to a
 //! cancelled waiter are released by whoever observes both.
 
-use super::budget::{MkBudget, MkBudgetGuard};
+use super::budget::MkBudget;
+use super::guard::MkBudgetGuard;
 use super::{MkAllocError, MkBackpressure};
 use crate::context;
 use crate::runtime::Handle;
