@@ -130,13 +130,40 @@ impl Arena {
         })
     }
 
-    /// Bytes of the chunk to add so that `layout` fits: at least the next growth step. Chunks
-    /// start `CHUNK_ALIGN`-aligned, so an object at the start needs no padding.
-    pub(crate) fn chunk_size_for(&self, layout: Layout) -> Result<usize, MkAllocError> {
-        let wanted = layout.size().max(self.next_size.get());
-        chunk_size_for(wanted).ok_or(MkAllocError::SizeOverflow {
+    /// The chunk sizes for `layout` when the arena must grow: the next growth step (at least
+    /// the object) and the smallest chunk that holds the object. Chunks start
+    /// `CHUNK_ALIGN`-aligned, so an object at the start needs no padding.
+    pub(crate) fn next_chunk_sizes(&self, layout: Layout) -> Result<(usize, usize), MkAllocError> {
+        let overflow = MkAllocError::SizeOverflow {
             requested: layout.size(),
-        })
+        };
+        let smallest = chunk_size_for(layout.size()).ok_or(overflow.clone())?;
+        let grown = chunk_size_for(layout.size().max(self.next_size.get())).ok_or(overflow)?;
+        Ok((grown, smallest))
+    }
+
+    /// The growth step's bytes, if the budget has them right now (no waiting, no eviction);
+    /// otherwise the arena grows by the smallest chunk, under the budget's policy, so a step
+    /// larger than what is free (or than the limit) never makes a request wait or fail.
+    pub(crate) fn grow_now(&self, grown: usize, smallest: usize) -> Option<MkBudgetGuard> {
+        (grown > smallest && self.budget.try_charge_fair(grown).is_ok())
+            .then(|| self.budget.guard(grown))
+    }
+
+    /// Before growing: gives back a current chunk in which nothing is alive (it was too small
+    /// for the request), so the arena never holds budget it does not use while it asks for more.
+    pub(crate) fn release_current_if_empty(&self) {
+        let Some(chunk) = self.current.get() else {
+            return;
+        };
+        // SAFETY: `current` is a live chunk owned by this arena.
+        if self.mode == Mode::Counted && unsafe { chunk.as_ref() }.reset_if_empty() {
+            self.current.set(None);
+            self.bump.set(0);
+            self.end.set(0);
+            // SAFETY: owned by this arena, retired once; empty, so destroyed at once.
+            unsafe { Chunk::retire(chunk) };
+        }
     }
 
     pub(crate) fn take_chunk(&self, size: usize) -> Result<ChunkMem, MkAllocError> {
@@ -181,8 +208,12 @@ impl Arena {
 
     #[cold]
     fn try_alloc_in_new_chunk(&self, layout: Layout) -> Result<Block, MkAllocError> {
-        let size = self.chunk_size_for(layout)?;
-        let charge = self.budget.try_acquire(size)?;
+        self.release_current_if_empty();
+        let (grown, smallest) = self.next_chunk_sizes(layout)?;
+        let (size, charge) = match self.grow_now(grown, smallest) {
+            Some(charge) => (grown, charge),
+            None => (smallest, self.budget.try_acquire(smallest)?),
+        };
         let mem = self.take_chunk(size)?;
         self.install(mem, charge);
         self.alloc_fast(layout).ok_or(MkAllocError::SizeOverflow {

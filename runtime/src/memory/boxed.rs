@@ -213,7 +213,14 @@ pub(crate) fn poll_block(
         if let Some(block) = arena.alloc_fast(layout) {
             return Ok(Poll::Ready(block));
         }
-        let size = arena.chunk_size_for(layout)?;
+        arena.release_current_if_empty();
+        let (grown, smallest) = arena.next_chunk_sizes(layout)?;
+        if let Some(charge) = arena.grow_now(grown, smallest) {
+            let mem = arena.take_chunk(grown)?;
+            arena.install(mem, charge);
+            continue;
+        }
+        let size = smallest;
         *acquire = Some((arena.budget().acquire(size), size));
     }
 }
