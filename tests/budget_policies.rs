@@ -399,3 +399,40 @@ fn runtime_memory_limit_is_the_root_of_task_budgets() {
     drop(g);
     assert_eq!(m.memory_used(), 0);
 }
+
+/// Regression: serving a queue whose head fits its own budget but not the parent rolled the
+/// charge back and served the same queue again while holding its lock, deadlocking the
+/// releasing thread (found by the soak test).
+#[test]
+fn a_head_that_fits_its_budget_but_not_the_parent_does_not_deadlock_the_releaser() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let parent = MkBudget::new(12 * KIB);
+        let a = parent.child(6 * KIB);
+        let b = parent.child(12 * KIB);
+        let g1 = a.try_acquire(KIB).unwrap();
+        let g2 = a.try_acquire(2 * KIB).unwrap();
+        let gb = b.try_acquire(9 * KIB).unwrap(); // the parent is full
+        let mut w = Box::pin(a.acquire(4 * KIB)); // blocked by `a` (3 + 4 > 6)
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(a.waiting(), 1);
+        // Now `a` has room (2 + 4 <= 6) but the parent does not (11 + 4 > 12).
+        drop(g1);
+        assert_eq!((a.used(), parent.used()), (2 * KIB, 11 * KIB));
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+        drop(gb); // the parent has room: the request is served
+        let Poll::Ready(Ok(g)) = w.as_mut().poll(&mut cx) else {
+            panic!("served once the parent has room")
+        };
+        assert_eq!((a.used(), parent.used()), (6 * KIB, 6 * KIB));
+        drop((g, g2));
+        assert_eq!((a.used(), b.used(), parent.used()), (0, 0, 0));
+        assert_eq!((a.waiting(), parent.waiting()), (0, 0));
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the releasing thread deadlocked");
+}

@@ -205,6 +205,17 @@ impl MkBudget {
     /// Charges `bytes` to this budget and every ancestor, or to none of them. Peaks are raised
     /// only once the whole path is charged, so a refused request leaves no trace in them.
     pub(crate) fn try_charge(&self, bytes: usize) -> Result<(), MkBudget> {
+        self.try_charge_unserved(bytes).map_err(|refused| {
+            refused.serve_rolled_back();
+            refused.full
+        })
+    }
+
+    /// `try_charge` for callers that hold a queue lock: on refusal the levels below the full
+    /// one are rolled back but their queues are not served; the caller serves them
+    /// (`Refused::serve_rolled_back`) once it holds no lock, or a request refused during the
+    /// transient charge could wait forever.
+    pub(crate) fn try_charge_unserved(&self, bytes: usize) -> Result<(), Refused> {
         // The level each budget reached with this charge, for the peaks (deeper trees than
         // this record their current level instead, which can only overstate a concurrent peak).
         let mut reached = [0usize; 8];
@@ -216,11 +227,14 @@ impl MkBudget {
                     }
                 }
                 None => {
-                    // Give back what the levels below took, then serve their queues.
-                    let below = || self.ancestors().take(depth);
-                    below().for_each(|b| b.uncharge_local(bytes));
-                    below().for_each(|b| b.serve_if_waiting());
-                    return Err(b.clone());
+                    self.ancestors()
+                        .take(depth)
+                        .for_each(|b| b.uncharge_local(bytes));
+                    return Err(Refused {
+                        full: b.clone(),
+                        origin: self.clone(),
+                        rolled_back: depth,
+                    });
                 }
             }
         }
@@ -293,6 +307,24 @@ impl MkBudget {
 
     pub(crate) fn same(&self, other: &MkBudget) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// A charge refused by `full`, after the levels below it were rolled back.
+pub(crate) struct Refused {
+    pub(crate) full: MkBudget,
+    origin: MkBudget,
+    rolled_back: usize,
+}
+
+impl Refused {
+    /// Serves the queues of the rolled-back levels: their bytes were briefly taken, and a
+    /// request refused meanwhile must get another look.
+    pub(crate) fn serve_rolled_back(&self) {
+        self.origin
+            .ancestors()
+            .take(self.rolled_back)
+            .for_each(|b| b.serve_if_waiting());
     }
 }
 

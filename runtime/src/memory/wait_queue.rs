@@ -48,6 +48,7 @@ impl MkBudget {
     fn serve_waiters(&self) {
         let mut granted = Vec::new();
         let mut moved = Vec::new();
+        let mut rolled_back = Vec::new();
         {
             let mut queue = lock(&self.inner.waiters);
             while let Some(head) = queue.front() {
@@ -56,15 +57,27 @@ impl MkBudget {
                     self.inner.num_waiting.fetch_sub(1, SeqCst);
                     continue;
                 }
-                match head.origin().try_charge(head.bytes()) {
+                // Unserved: serving the rolled-back levels now could take this queue's lock
+                // again (the head's own budget is often this one).
+                match head.origin().try_charge_unserved(head.bytes()) {
                     Ok(()) => granted.push(queue.pop_front()),
-                    Err(full) if full.same(self) => break,
-                    Err(full) => moved.push((queue.pop_front(), full)),
+                    Err(refused) => {
+                        let blocked_here = refused.full.same(self);
+                        let full = refused.full.clone();
+                        rolled_back.push(refused);
+                        if blocked_here {
+                            break;
+                        }
+                        moved.push((queue.pop_front(), full));
+                    }
                 }
                 self.inner.num_waiting.fetch_sub(1, SeqCst);
             }
         }
         // Wakers and other queues are touched without this queue's lock held.
+        for refused in rolled_back {
+            refused.serve_rolled_back();
+        }
         for waiter in granted.into_iter().flatten() {
             waiter.grant();
         }
