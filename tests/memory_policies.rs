@@ -144,21 +144,22 @@ fn fail_refuses_the_next_chunk_at_once_with_exact_numbers() {
     with_timeout(DEADLINE, || {
         let rt = runtime_with_limit(2, 1 << 20);
         let handle = task::Builder::new()
-            .budget(2 * CHUNK)
+            .budget(CHUNK)
             .policy(MkBackpressure::Fail)
             .spawn_on(
                 async {
                     let budget = MkBudget::current().unwrap();
                     assert_eq!(
                         (budget.limit(), budget.policy()),
-                        (2 * CHUNK, MkBackpressure::Fail)
+                        (CHUNK, MkBackpressure::Fail)
                     );
                     let page = MkAsyncBox::new([1u8; CHUNK]).await.unwrap();
                     assert_eq!(budget.used(), CHUNK);
-                    // The first chunk is full; the next one is 8 KiB, and 4 + 8 KiB > 8 KiB.
+                    // The first chunk is full and so is the budget: neither the 8 KiB growth
+                    // step nor the smallest 4 KiB chunk fits.
                     let expected = MkAllocError::CapacityReached {
-                        requested: 2 * CHUNK,
-                        limit: 2 * CHUNK,
+                        requested: CHUNK,
+                        limit: CHUNK,
                         used: CHUNK,
                     };
                     let err = MkAsyncBox::new(7u64)
@@ -179,7 +180,7 @@ fn fail_refuses_the_next_chunk_at_once_with_exact_numbers() {
                     assert!(v.is_empty());
                     let msg = err.to_string();
                     assert!(
-                        msg.contains("8192") && msg.contains("4096") && msg.contains("raise"),
+                        msg.contains("4096") && msg.contains("raise"),
                         "{msg}"
                     );
                     assert_eq!(budget.used(), CHUNK, "refused requests hold nothing");
@@ -254,13 +255,13 @@ fn timeout_gives_up_after_its_duration_and_the_task_can_go_on() {
         const WAIT: Duration = Duration::from_millis(100);
         let (err, elapsed, budget) = rt.block_on(async {
             task::Builder::new()
-                .budget(2 * CHUNK)
+                .budget(CHUNK)
                 .policy(MkBackpressure::Timeout(WAIT))
                 .spawn(async {
                     let budget = MkBudget::current().unwrap();
                     let page = MkAsyncBox::new([3u8; CHUNK]).await.unwrap();
                     let start = Instant::now();
-                    // Needs an 8 KiB chunk next to the full 4 KiB one: waits, then times out.
+                    // Needs a second chunk and the budget holds one: waits, then times out.
                     let err = MkAsyncBox::new(5u64).await.unwrap_err();
                     let elapsed = start.elapsed();
                     assert_eq!((budget.used(), budget.waiting()), (CHUNK, 0));
@@ -280,7 +281,7 @@ fn timeout_gives_up_after_its_duration_and_the_task_can_go_on() {
                 used,
                 waited,
             } => {
-                assert_eq!((requested, limit, used), (2 * CHUNK, 2 * CHUNK, CHUNK));
+                assert_eq!((requested, limit, used), (CHUNK, CHUNK, CHUNK));
                 assert!(waited >= WAIT, "{waited:?}");
                 assert!(waited <= elapsed, "{waited:?} > {elapsed:?}");
             }
