@@ -171,19 +171,43 @@ impl<T> Unpin for NewBox<T> {}
 impl<T> Future for NewBox<T> {
     type Output = Result<MkAsyncBox<T>, MkAllocError>;
 
+    #[inline(always)]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let layout = Layout::new::<T>();
-        let res = arena::with_task_arena(|arena| poll_block(arena, layout, &mut this.acquire, cx));
+        // The bump fast path, as in `try_new`; waiting for a chunk is the slow path below.
+        if this.acquire.is_none() {
+            if let Ok(block) = arena::with_task_arena(|arena| {
+                Arena::check_layout(layout)?;
+                arena.alloc_fast(layout).ok_or(MkAllocError::NoTask)
+            }) {
+                return Poll::Ready(Ok(this.write(block)));
+            }
+        }
+        this.poll_slow(layout, cx)
+    }
+}
+
+impl<T> NewBox<T> {
+    #[inline(always)]
+    fn write(&mut self, block: Block) -> MkAsyncBox<T> {
+        let value = self.value.take().expect("`NewBox` polled after completion");
+        // SAFETY: the block is fresh, sized and aligned for `T`.
+        unsafe { MkAsyncBox::write(block, value) }
+    }
+
+    #[cold]
+    fn poll_slow(
+        &mut self,
+        layout: Layout,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<MkAsyncBox<T>, MkAllocError>> {
+        let res = arena::with_task_arena(|arena| poll_block(arena, layout, &mut self.acquire, cx));
         match res {
             Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(block)) => {
-                let value = this.value.take().expect("`NewBox` polled after completion");
-                // SAFETY: the block is fresh, sized and aligned for `T`.
-                Poll::Ready(Ok(unsafe { MkAsyncBox::write(block, value) }))
-            }
+            Ok(Poll::Ready(block)) => Poll::Ready(Ok(self.write(block))),
             Err(err) => {
-                this.value = None;
+                self.value = None;
                 Poll::Ready(Err(err))
             }
         }
