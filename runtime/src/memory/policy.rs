@@ -10,7 +10,9 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MkBackpressure {
     /// Park the requesting task (no CPU) until enough bytes are released; requests are served in
-    /// FIFO order, so a large request at the head is not starved by small ones.
+    /// FIFO order, so a large request at the head is not starved by small ones. Only releases
+    /// serve waiters: memory held by an evictable cache is reclaimed for `Evict` requests, not
+    /// for waiting ones.
     #[default]
     Wait,
     /// Fail at once with [`MkAllocError::CapacityReached`](crate::memory::MkAllocError::CapacityReached).
