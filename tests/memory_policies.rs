@@ -179,10 +179,7 @@ fn fail_refuses_the_next_chunk_at_once_with_exact_numbers() {
                     );
                     assert!(v.is_empty());
                     let msg = err.to_string();
-                    assert!(
-                        msg.contains("4096") && msg.contains("raise"),
-                        "{msg}"
-                    );
+                    assert!(msg.contains("4096") && msg.contains("raise"), "{msg}");
                     assert_eq!(budget.used(), CHUNK, "refused requests hold nothing");
                     // Once the page is gone its chunk is empty and is reused: no new chunk.
                     drop(page);
