@@ -30,3 +30,27 @@ pub(crate) fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+/// Waits on `condvar` while `waiting` holds, for at most `timeout` (forever if `None`); also
+/// returns `true` if it gave up with `waiting` still holding.
+pub(crate) fn wait_while_for<'a, T>(
+    condvar: &std::sync::Condvar,
+    guard: std::sync::MutexGuard<'a, T>,
+    timeout: Option<std::time::Duration>,
+    waiting: impl FnMut(&mut T) -> bool,
+) -> (std::sync::MutexGuard<'a, T>, bool) {
+    match timeout {
+        None => (
+            condvar
+                .wait_while(guard, waiting)
+                .unwrap_or_else(|e| e.into_inner()),
+            false,
+        ),
+        Some(t) => {
+            let (guard, res) = condvar
+                .wait_timeout_while(guard, t, waiting)
+                .unwrap_or_else(|e| e.into_inner());
+            (guard, res.timed_out())
+        }
+    }
+}

@@ -7,7 +7,7 @@
 
 use crate::context;
 use crate::runtime::Handle;
-use crate::sync::lock_std as lock;
+use crate::sync::{lock_std as lock, wait_while_for};
 use crate::task::{self, Header, JoinHandle, Notified, Schedule, Task};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -170,7 +170,6 @@ impl BlockingPool {
     /// Cancels queued closures, then waits up to `timeout` (forever if `None`) for the running
     /// ones; `true` if every thread exited and was joined.
     pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> bool {
-        let deadline = timeout.map(|t| Instant::now() + t);
         let queued: Vec<Notified> = {
             let mut state = lock(&self.inner.state);
             state.shutdown = true;
@@ -181,26 +180,13 @@ impl BlockingPool {
             task.shutdown();
         }
         let me = thread::current().id();
-        let mut state = lock(&self.inner.state);
+        let state = lock(&self.inner.state);
         // A runtime dropped from one of its own blocking threads cannot wait for that thread.
         let own = state.threads.values().any(|t| t.thread().id() == me) as usize;
-        while state.num_alive > own {
-            let now = Instant::now();
-            state = match deadline {
-                None => self
-                    .inner
-                    .exited
-                    .wait(state)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(d) if d > now => {
-                    self.inner
-                        .exited
-                        .wait_timeout(state, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-                Some(_) => return false,
-            };
+        let (mut state, timed_out) =
+            wait_while_for(&self.inner.exited, state, timeout, |s| s.num_alive > own);
+        if timed_out {
+            return false;
         }
         let threads: Vec<_> = state.threads.drain().map(|(_, t)| t).collect();
         drop(state);

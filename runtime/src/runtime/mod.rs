@@ -11,7 +11,7 @@ pub use metrics::RuntimeMetrics;
 
 use crate::context;
 use crate::scheduler::Shared;
-use crate::sync::lock_std;
+use crate::sync::{lock_std, wait_while_for};
 use crate::task::JoinHandle;
 use std::fmt;
 use std::future::Future;
@@ -161,25 +161,12 @@ impl Runtime {
         let me = thread::current().id();
         // Dropped from inside one of its own tasks: that worker cannot be waited for.
         let own = self.threads.iter().any(|t| t.thread().id() == me) as usize;
-        let mut alive = lock_std(&shared.alive);
-        let all_exited = loop {
-            if *alive <= own {
-                break own == 0;
-            }
-            let now = Instant::now();
-            alive = match deadline {
-                None => shared.exited.wait(alive).unwrap_or_else(|e| e.into_inner()),
-                Some(d) if d > now => {
-                    shared
-                        .exited
-                        .wait_timeout(alive, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-                Some(_) => break false,
-            };
-        };
+        let (alive, timed_out) =
+            wait_while_for(&shared.exited, lock_std(&shared.alive), timeout, |n| {
+                *n > own
+            });
         drop(alive);
+        let all_exited = !timed_out && own == 0;
         for t in self.threads.drain(..) {
             if all_exited || t.is_finished() {
                 let _ = t.join();

@@ -167,10 +167,7 @@ impl Handle {
     {
         let (task, notified, join) = task::new_task(future, self.clone(), task::Id::next(), budget);
         match self.shared.owned.bind(task) {
-            Ok(()) => context::with_worker(|worker| match worker {
-                Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => w.schedule_back(notified),
-                _ => self.shared.schedule_remote(notified),
-            }),
+            Ok(()) => self.schedule_here_or_remote(notified, Core::schedule_back),
             Err(task) => {
                 // The runtime is shutting down: the task completes as cancelled.
                 drop(notified);
@@ -181,19 +178,25 @@ impl Handle {
     }
 }
 
-impl Schedule for Handle {
-    fn schedule(&self, task: Notified) {
+impl Handle {
+    /// Queues `task` with `local` when this thread is one of this runtime's workers, else
+    /// through the injector.
+    #[inline]
+    fn schedule_here_or_remote(&self, task: Notified, local: fn(&Core, Notified)) {
         context::with_worker(|worker| match worker {
-            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => w.schedule_lifo(task),
+            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => local(w, task),
             _ => self.shared.schedule_remote(task),
         })
     }
+}
+
+impl Schedule for Handle {
+    fn schedule(&self, task: Notified) {
+        self.schedule_here_or_remote(task, Core::schedule_lifo)
+    }
 
     fn yield_now(&self, task: Notified) {
-        context::with_worker(|worker| match worker {
-            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => w.schedule_back(task),
-            _ => self.shared.schedule_remote(task),
-        })
+        self.schedule_here_or_remote(task, Core::schedule_back)
     }
 
     fn release(&self, task: NonNull<Header>) -> Option<Task> {
