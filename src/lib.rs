@@ -16,6 +16,10 @@
 //! ```
 #![warn(missing_docs)]
 
+mod byte_size;
+
+pub use byte_size::MkByteSize;
+
 pub use memkit_async_macros::{main, test};
 pub use memkit_async_runtime::memory::{
     MkAllocError, MkArena, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard,

@@ -36,6 +36,8 @@ pub(crate) struct Arena {
     bump: Cell<usize>,
     end: Cell<usize>,
     next_size: Cell<usize>,
+    /// Bytes of the chunks installed so far (`Owned` mode keeps them all until it drops).
+    installed: Cell<usize>,
     budget: MkBudget,
     pool: Arc<ChunkPool>,
 }
@@ -60,6 +62,7 @@ impl Arena {
             bump: Cell::new(0),
             end: Cell::new(0),
             next_size: Cell::new(MIN_CLASS),
+            installed: Cell::new(0),
             budget,
             pool,
         })
@@ -68,6 +71,11 @@ impl Arena {
     #[inline(always)]
     pub(crate) fn id(&self) -> *const () {
         (self as *const Arena).cast()
+    }
+
+    /// Bytes of every chunk installed so far (for `Owned` arenas: the chunks held now).
+    pub(crate) fn installed_bytes(&self) -> usize {
+        self.installed.get()
     }
 
     pub(crate) fn budget(&self) -> &MkBudget {
@@ -173,6 +181,7 @@ impl Arena {
     /// Makes `mem` (charged by `charge`) the current chunk; the previous one is retired.
     pub(crate) fn install(&self, mem: ChunkMem, charge: MkBudgetGuard) {
         let size = mem.size();
+        self.installed.set(self.installed.get() + size);
         let chunk = Chunk::new(mem, self.pool.clone(), charge, self.id());
         if let Some(old) = self.current.replace(Some(chunk)) {
             match self.mode {

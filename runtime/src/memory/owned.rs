@@ -71,6 +71,20 @@ impl MkArena {
         self.arena.budget()
     }
 
+    /// Bytes of chunk memory the arena holds (what it is charged to its budget).
+    ///
+    /// ```
+    /// use memkit_async_runtime::memory::{MkArena, MkBudget};
+    ///
+    /// let arena = MkArena::new(&MkBudget::new(1 << 20));
+    /// assert_eq!(arena.allocated_bytes(), 0);
+    /// arena.alloc(1u64).unwrap();
+    /// assert_eq!(arena.allocated_bytes(), 4096);
+    /// ```
+    pub fn allocated_bytes(&self) -> usize {
+        self.arena.installed_bytes()
+    }
+
     /// Moves `value` into the arena without waiting: if a new chunk is needed and the budget is
     /// full, this fails (after evicting, under `Evict`).
     ///
