@@ -16,13 +16,14 @@
 //! ```
 #![warn(missing_docs)]
 
-mod byte_size;
+mod task_local;
 
-pub use byte_size::MkByteSize;
+pub use task_local::{MkTaskLocal, MkTaskLocalError, MkTaskLocalFuture};
 
 pub use memkit_async_macros::{main, test};
 pub use memkit_async_runtime::memory::{
-    MkAllocError, MkArena, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard,
+    MkAllocError, MkArena, MkAsyncBox, MkAsyncCache, MkAsyncFrameAlloc, MkAsyncFrameConfig,
+    MkAsyncFrameGuard, MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard, MkByteSize,
     MkEvictable,
 };
 pub use memkit_async_runtime::{

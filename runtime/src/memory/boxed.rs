@@ -79,7 +79,7 @@ impl<T> MkAsyncBox<T> {
 
     /// # Safety
     /// `block` is fresh memory laid out for `T`, counted in its chunk.
-    unsafe fn write(block: Block, value: T) -> MkAsyncBox<T> {
+    pub(crate) unsafe fn write(block: Block, value: T) -> MkAsyncBox<T> {
         let ptr = block.ptr.cast::<T>();
         // SAFETY: caller contract.
         unsafe { ptr.as_ptr().write(value) };

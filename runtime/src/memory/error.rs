@@ -39,6 +39,9 @@ pub enum MkAllocError {
     /// Task-arena allocation (`MkAsyncBox`, `MkAsyncVec`) outside a task spawned on a
     /// memkit-async runtime: there is no task arena to allocate in.
     NoTask,
+    /// Frame allocation (`MkAsyncFrameAlloc::alloc`) with no frame open in the current task, or
+    /// after the frame it started in was closed.
+    NoFrame,
     /// The type's alignment is above what arena chunks provide.
     AlignmentTooLarge {
         /// Alignment requested.
@@ -92,6 +95,11 @@ impl fmt::Display for MkAllocError {
                 "arena allocation outside a memkit-async task: `MkAsyncBox` and `MkAsyncVec` \
                  live in the arena of the task that creates them; create them inside a task \
                  spawned with `memkit_async::spawn`, or allocate in an explicit `MkArena`",
+            ),
+            MkAllocError::NoFrame => f.write_str(
+                "frame allocation with no open frame in this task: open one with \
+                 `begin_frame().await` in the task that allocates, and keep its guard alive \
+                 while allocating",
             ),
             MkAllocError::AlignmentTooLarge { align, max } => write!(
                 f,

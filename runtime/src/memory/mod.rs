@@ -4,10 +4,13 @@
 mod arena;
 mod boxed;
 mod budget;
+mod byte_size;
+mod cache;
 mod chunk;
 mod chunk_pool;
 mod error;
 mod evict;
+mod frame;
 mod guard;
 mod owned;
 mod policy;
@@ -17,8 +20,11 @@ mod wait_queue;
 
 pub use boxed::{MkAsyncBox, NewBox};
 pub use budget::MkBudget;
+pub use byte_size::MkByteSize;
+pub use cache::MkAsyncCache;
 pub use error::MkAllocError;
 pub use evict::MkEvictable;
+pub use frame::{MkAsyncFrameAlloc, MkAsyncFrameConfig, MkAsyncFrameGuard};
 pub use guard::MkBudgetGuard;
 pub use owned::MkArena;
 pub use policy::MkBackpressure;

@@ -118,6 +118,26 @@ impl<T> MkAsyncVec<T> {
         Ok(Some((cap, layout)))
     }
 
+    /// A vector of `len` elements made by `fill`, in `block` (fresh, laid out for `len` `T`s).
+    pub(crate) fn filled_in(
+        block: Block,
+        len: usize,
+        mut fill: impl FnMut() -> T,
+    ) -> MkAsyncVec<T> {
+        let mut v = MkAsyncVec::<T>::new();
+        if size_of::<T>() != 0 {
+            v.ptr = block.ptr.cast();
+            v.cap = len;
+            v.chunk = block.chunk;
+        }
+        while v.len < len {
+            // SAFETY: `len <= cap` slots were allocated; each is written once, then counted.
+            unsafe { v.ptr.as_ptr().add(v.len).write(fill()) };
+            v.len += 1;
+        }
+        v
+    }
+
     /// Moves the elements into `block` (room for `cap`) and frees the old buffer.
     fn adopt(&mut self, block: Block, cap: usize) {
         let new = block.ptr.cast::<T>();

@@ -1,6 +1,6 @@
 //! `MkByteSize`: how many bytes a value holds, for containers bounded by bytes.
 
-use memkit_async_runtime::memory::{MkArena, MkAsyncBox, MkAsyncVec};
+use super::{MkArena, MkAsyncBox, MkAsyncVec};
 use std::mem::size_of;
 
 /// The bytes a value holds, as counted by byte-bounded containers
@@ -13,7 +13,7 @@ use std::mem::size_of;
 /// message types to count what they own.
 ///
 /// ```
-/// use memkit_async::MkByteSize;
+/// use memkit_async_runtime::memory::MkByteSize;
 ///
 /// assert_eq!(vec![0u32; 10].byte_size(), 40);
 /// assert_eq!(String::from("hello").byte_size(), 5);
