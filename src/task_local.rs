@@ -170,6 +170,15 @@ impl<T: Send + 'static> MkTaskLocal<T> {
         self.try_with(f).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Calls `f` with the current value, mutably.
+    ///
+    /// # Panics
+    /// As [`with`](Self::with).
+    #[track_caller]
+    pub fn with_mut<R>(&'static self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.try_with_mut(f).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// A clone of the current value.
     ///
     /// # Panics
@@ -214,17 +223,22 @@ impl Drop for Restore {
 }
 
 /// Makes a scope's value visible for as long as it lives, then takes it back (also on panic).
+/// A scope without a value (`inherit` with nothing to inherit) pushes nothing.
 struct Entered<'a> {
     slot: &'a mut Option<Box<dyn Any + Send>>,
-    depth: usize,
+    depth: Option<usize>,
 }
 
 impl<'a> Entered<'a> {
     fn push(key: usize, slot: &'a mut Option<Box<dyn Any + Send>>) -> Entered<'a> {
-        let value = slot.take();
-        let depth = SCOPES.with_borrow_mut(|scopes| {
-            scopes.push(Entry { key, value });
-            scopes.len()
+        let depth = slot.take().map(|value| {
+            SCOPES.with_borrow_mut(|scopes| {
+                scopes.push(Entry {
+                    key,
+                    value: Some(value),
+                });
+                scopes.len()
+            })
         });
         Entered { slot, depth }
     }
@@ -232,11 +246,13 @@ impl<'a> Entered<'a> {
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
-        *self.slot = SCOPES.with_borrow_mut(|scopes| {
-            // Inner scopes pushed during the poll are gone by now (they pop on drop too).
-            debug_assert_eq!(scopes.len(), self.depth);
-            scopes.pop().and_then(|e| e.value)
-        });
+        if let Some(depth) = self.depth {
+            *self.slot = SCOPES.with_borrow_mut(|scopes| {
+                // Inner scopes pushed meanwhile are gone by now (they pop on drop too).
+                debug_assert_eq!(scopes.len(), depth);
+                scopes.pop().and_then(|e| e.value)
+            });
+        }
     }
 }
 

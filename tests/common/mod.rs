@@ -355,3 +355,19 @@ where
     let _enter = rt.enter();
     memkit_async::spawn_with_budget(bytes, future)
 }
+
+/// Yields, spawning a task that blocks this worker's thread for a millisecond before each
+/// yield (so the other worker steals from this queue), until the calling task resumes on
+/// another worker: `true`, or `false` after 1000 tries. `check` runs after every resumption.
+pub async fn migrate(mut check: impl FnMut()) -> bool {
+    let first = memkit_async::runtime::worker_index().expect("called inside a task");
+    for _ in 0..1000 {
+        let _hog = memkit_async::spawn(async { thread::sleep(Duration::from_millis(1)) });
+        memkit_async::task::yield_now().await;
+        check();
+        if memkit_async::runtime::worker_index() != Some(first) {
+            return true;
+        }
+    }
+    false
+}

@@ -36,8 +36,9 @@ use std::task::Poll;
 ///
 /// The cache also registers itself as an evictable consumer of its budget: any other
 /// allocation on that budget (or a child of it) under the `Evict` policy reclaims memory from
-/// it the same way. Memory comes back at chunk granularity: dropping the oldest entries empties
-/// the oldest chunks first.
+/// it the same way. Memory comes back at chunk granularity (chunks grow from 4 KiB as the cache
+/// fills): a chunk's bytes return once every entry in it is gone, and dropping the oldest
+/// entries empties the oldest chunks first.
 ///
 /// ```
 /// use memkit_async_runtime::memory::MkAsyncCache;
@@ -231,7 +232,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let entry = lock(&self.inner.table).entries.remove(key);
-        entry.map(|e| MkAsyncBox::into_inner(e.value))
+        let value = entry.map(|e| MkAsyncBox::into_inner(e.value));
+        self.inner.release_unused_chunk();
+        value
     }
 
     /// Removes every entry.
