@@ -1,8 +1,10 @@
 //! Quick start: spawn tasks on the memkit-async runtime, join them, run blocking work on the
-//! blocking pool, and allocate in a task's arena under a byte budget.
+//! blocking pool, allocate in a task's arena under a byte budget, in a frame, and in a cache
+//! bounded by bytes.
 //!
 //! Run with `cargo run --release --example quickstart`.
 
+use memkit_async::{MkAsyncCache, MkAsyncFrameAlloc, MkAsyncFrameConfig};
 use std::time::Instant;
 
 #[memkit_async::main]
@@ -46,6 +48,35 @@ async fn main() {
         (data[63], budget.used(), budget.limit())
     });
 
+    // Frames: a scoped arena the task opens and closes. Objects allocated in it stay valid
+    // across `.await`; its memory is recycled when the guard drops and nothing in it is alive.
+    let frames = memkit_async::spawn(async {
+        let alloc = MkAsyncFrameAlloc::new(MkAsyncFrameConfig::default());
+        let frame = alloc.begin_frame().await.expect("16 MiB of capacity");
+        let mut samples = alloc
+            .alloc_slice::<f64>(1024)
+            .await
+            .expect("fits the frame");
+        for (i, s) in samples.iter_mut().enumerate() {
+            *s = i as f64;
+        }
+        memkit_async::task::yield_now().await; // may resume on another worker
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        let used = alloc.used();
+        drop(samples);
+        drop(frame);
+        (mean, used, alloc.used())
+    });
+
+    // A cache bounded by bytes: when full, the oldest entries make room.
+    let cache = MkAsyncCache::new(64 << 10);
+    for i in 0..1000u32 {
+        cache
+            .insert(i, vec![i as u8; 512])
+            .await
+            .expect("fits after eviction");
+    }
+
     // A panic inside a task is caught and reported through its JoinHandle.
     let failing = memkit_async::spawn(async { panic!("this task fails on purpose") });
 
@@ -54,6 +85,14 @@ async fn main() {
     println!("blocking checksum  = {:#x}", checksum.await.unwrap());
     let (value, used, limit) = boxed.await.unwrap();
     println!("arena box          = {value} ({used} of {limit} budget bytes: one chunk)");
+    let (mean, used, after) = frames.await.unwrap();
+    println!("frame mean         = {mean} ({used} bytes in the frame, {after} after closing)");
+    println!(
+        "cache              : {} entries in {} of 65536 bytes, {} evicted",
+        cache.len(),
+        cache.used_bytes(),
+        cache.evicted()
+    );
     println!("failing task       : {}", failing.await.unwrap_err());
     println!("done in {:?}", start.elapsed());
 }
