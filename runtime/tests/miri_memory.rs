@@ -219,3 +219,61 @@ fn forget_zero_sized_and_refused_requests() {
     drop(rt);
     assert_eq!(budget.used(), CHUNK);
 }
+
+#[test]
+fn frame_objects_escape_their_frame_and_are_freed_on_another_thread() {
+    use memkit_async_runtime::memory::{MkAsyncFrameAlloc, MkAsyncFrameConfig};
+    let rt = rt();
+    let alloc = MkAsyncFrameAlloc::new(MkAsyncFrameConfig {
+        arena_size: 64 << 10,
+        ..Default::default()
+    });
+    let a2 = alloc.clone();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d2 = drops.clone();
+    let (kept, slice) = rt
+        .block_on(rt.spawn(async move {
+            let outer = a2.begin_frame().await.unwrap();
+            let inner = a2.begin_frame().await.unwrap();
+            let kept = a2.alloc_with(DropCount(d2)).await.unwrap();
+            yield_now().await;
+            let slice = a2.alloc_slice::<u16>(100).await.unwrap();
+            drop(outer); // out of order
+            drop(inner);
+            (kept, slice)
+        }))
+        .unwrap();
+    assert_eq!(alloc.used(), CHUNK);
+    std::thread::spawn(move || {
+        assert_eq!(slice.iter().map(|&x| x as usize).sum::<usize>(), 0);
+        drop((kept, slice));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert_eq!(alloc.used(), 0);
+}
+
+#[test]
+fn cache_entries_evicted_and_removed_from_several_threads() {
+    use memkit_async_runtime::memory::{MkAsyncCache, MkBackpressure};
+    let budget = MkBudget::new(2 * CHUNK).with_policy(MkBackpressure::Evict);
+    let cache = MkAsyncCache::<u32, [u8; 1000]>::with_budget(&budget);
+    let threads: Vec<_> = (0..2u32)
+        .map(|t| {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                for i in 0..6 {
+                    cache.try_insert(t * 100 + i, [i as u8; 1000]).unwrap();
+                    cache.remove(&(t * 100 + i / 2));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(budget.peak() <= 2 * CHUNK);
+    drop(cache);
+    assert_eq!(budget.used(), 0);
+}
