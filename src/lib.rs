@@ -17,13 +17,15 @@
 #![warn(missing_docs)]
 
 mod byte_size;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use byte_size::MkByteSize;
 
 pub use memkit_async_macros::{main, test};
 pub use memkit_async_runtime::memory::{
-    MkAllocError, MkArena, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard,
-    MkEvictable,
+    MkAllocError, MkArena, MkArenaTask, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget,
+    MkBudgetGuard, MkEvictable,
 };
 pub use memkit_async_runtime::{
     memory, runtime, spawn, spawn_blocking, spawn_with_budget, task, Builder, Handle, JoinError,

@@ -47,7 +47,7 @@ pub struct MkArena {
 unsafe impl Send for MkArena {}
 
 /// The pool for arenas made outside any runtime.
-fn fallback_pool() -> Arc<ChunkPool> {
+pub(super) fn fallback_pool() -> Arc<ChunkPool> {
     static POOL: OnceLock<Arc<ChunkPool>> = OnceLock::new();
     POOL.get_or_init(|| Arc::new(ChunkPool::new(0, 16 << 20)))
         .clone()
