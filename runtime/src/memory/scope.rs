@@ -11,10 +11,11 @@
 //!   polled or dropped on that thread: the guard restores the previous value before `poll` or
 //!   `drop` returns or unwinds, and the task cannot move or drop during that call.
 //! - A scope's arena slot is null until its first allocation, then holds a boxed `Arena` owned
-//!   by the scope until the scope drops. It is used through the scope pointer by the thread
-//!   polling the task (one at a time: polling takes `Pin<&mut>`, and executors order
-//!   successive polls on different threads) and freed only by the scope's own `Drop`; so the
-//!   arena is used by one thread at a time, as arena.rs requires.
+//!   by the scope until the future completes or the scope drops. It is used through the scope
+//!   pointer by the thread polling the task (one at a time: polling takes `Pin<&mut>`, and
+//!   executors order successive polls on different threads) and freed by that thread once the
+//!   future is done, or by the scope's `Drop`, never while a borrow from `Scope::arena` lives;
+//!   so the arena is used by one thread at a time, as arena.rs requires.
 
 use super::arena::Arena;
 use super::owned::fallback_pool;
@@ -54,20 +55,26 @@ impl Scope {
             ));
             self.arena.set(arena);
         }
-        // SAFETY: a non-null slot holds a live boxed arena, freed only when the scope drops,
-        // which cannot happen while `self` is borrowed.
+        // SAFETY: a non-null slot holds a live boxed arena, freed only by `release_arena`,
+        // which never runs while a borrow from here lives (file invariant).
         unsafe { &*arena }
+    }
+
+    /// Drops the arena (its chunks live on while objects in them do, chunk.rs); a later
+    /// allocation would start a new one.
+    fn release_arena(&self) {
+        let arena = self.arena.replace(ptr::null_mut());
+        if !arena.is_null() {
+            // SAFETY: made by `Box::into_raw` in `arena` and taken out of the slot here, so
+            // freed once; no borrow from `arena()` is alive (callers hold none).
+            drop(unsafe { Box::from_raw(arena) });
+        }
     }
 }
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        let arena = self.arena.replace(ptr::null_mut());
-        if !arena.is_null() {
-            // SAFETY: made by `Box::into_raw` in `arena`, freed once, here. Its chunks live on
-            // while objects in them do (chunk.rs).
-            drop(unsafe { Box::from_raw(arena) });
-        }
+        self.release_arena();
     }
 }
 
@@ -106,8 +113,8 @@ pub(crate) fn current_budget() -> Option<MkBudget> {
 ///
 /// This is how memkit arenas and budgets work inside tokio tasks (see `memkit_async::tokio`),
 /// or on any other executor. The future may move between threads between polls. Objects it
-/// allocates may outlive it: dropping it gives its arena's chunks back as their last objects
-/// die, wherever that happens.
+/// allocates may outlive it: when it completes (or is dropped) its arena's chunks go back as
+/// their last objects die, wherever that happens.
 ///
 /// Awaited inside a memkit task, it takes over from the task for the inner future (its arena
 /// and budget are current; [`task::try_id`](crate::task::try_id) is `None` inside).
@@ -165,7 +172,8 @@ impl<F> MkArenaTask<F> {
         &self.scope.budget
     }
 
-    /// Bytes of arena chunks installed so far for this future (0 before it allocates).
+    /// Bytes of arena chunks installed for this future so far (0 before it allocates and once
+    /// it has completed).
     pub fn allocated_bytes(&self) -> usize {
         let arena = self.scope.arena.get();
         if arena.is_null() {
@@ -189,7 +197,10 @@ impl<F: Future> Future for MkArenaTask<F> {
             .as_pin_mut()
             .expect("`MkArenaTask` polled after it completed");
         let out = ready!(future.poll(cx));
+        // Done: what the future left is dropped inside the scope, then the arena's chunks go
+        // back as soon as nothing in them is alive, as when a memkit task ends.
         this.future.set(None);
+        this.scope.release_arena();
         Poll::Ready(out)
     }
 }
@@ -211,5 +222,86 @@ impl<F> fmt::Debug for MkArenaTask<F> {
             .field("allocated_bytes", &self.allocated_bytes())
             .field("completed", &self.future.is_none())
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::memory::{MkAsyncBox, MkBackpressure};
+    use std::task::Waker;
+
+    /// Pending once (waking itself), then ready: a point where the task may change threads.
+    struct YieldOnce(bool);
+
+    impl Future for YieldOnce {
+        type Output = ();
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if std::mem::replace(&mut self.0, true) {
+                return Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    fn poll_once<F: Future>(f: Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn an_arena_task_moves_between_threads_and_its_boxes_free_anywhere() {
+        let budget = MkBudget::new(64 << 10).with_policy(MkBackpressure::Fail);
+        let mut task = Box::pin(MkArenaTask::new(&budget, async {
+            let a = MkAsyncBox::new([1u8; 100]).await.unwrap();
+            YieldOnce(false).await;
+            let b = MkAsyncBox::try_new([2u8; 100]).unwrap();
+            drop(MkAsyncBox::try_new(3u32).unwrap()); // a local free
+            (a, b, MkBudget::current().map(|b| b.limit()))
+        }));
+        // First poll on one thread, the rest on another.
+        let mut task = std::thread::spawn(move || {
+            assert!(poll_once(task.as_mut()).is_pending());
+            assert_eq!(task.allocated_bytes(), 4096);
+            task
+        })
+        .join()
+        .unwrap();
+        let (a, b, limit) = std::thread::spawn(move || match poll_once(task.as_mut()) {
+            Poll::Ready(out) => {
+                assert_eq!(task.allocated_bytes(), 0, "the arena ended with the future");
+                out
+            }
+            Poll::Pending => panic!("ready at its second poll"),
+        })
+        .join()
+        .unwrap();
+        assert_eq!((a[0], b[0], limit), (1, 2, Some(64 << 10)));
+        // Outside the task nothing is current, and the chunk lives on for the two boxes.
+        assert!(MkBudget::current().is_none());
+        assert!(matches!(
+            MkAsyncBox::try_new(0u8),
+            Err(MkAllocError::NoTask)
+        ));
+        assert_eq!(budget.used(), 4096);
+        drop(a);
+        assert_eq!(budget.used(), 4096);
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn dropping_an_unfinished_arena_task_drops_its_future_inside_its_scope() {
+        let budget = MkBudget::new(64 << 10);
+        let mut task = Box::pin(MkArenaTask::new(&budget, async {
+            let kept = MkAsyncBox::new([5u8; 64]).await.unwrap();
+            std::future::pending::<()>().await;
+            drop(kept);
+        }));
+        assert!(poll_once(task.as_mut()).is_pending());
+        assert_eq!(budget.used(), 4096);
+        drop(task);
+        assert_eq!(budget.used(), 0);
     }
 }
