@@ -17,14 +17,16 @@
 #![warn(missing_docs)]
 
 mod task_local;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 pub use task_local::{MkTaskLocal, MkTaskLocalError, MkTaskLocalFuture};
 
 pub use memkit_async_macros::{main, test};
 pub use memkit_async_runtime::memory::{
-    MkAllocError, MkArena, MkAsyncBox, MkAsyncCache, MkAsyncFrameAlloc, MkAsyncFrameConfig,
-    MkAsyncFrameGuard, MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard, MkByteSize,
-    MkEvictable,
+    MkAllocError, MkArena, MkArenaTask, MkAsyncBox, MkAsyncCache, MkAsyncFrameAlloc,
+    MkAsyncFrameConfig, MkAsyncFrameGuard, MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard,
+    MkByteSize, MkEvictable,
 };
 pub use memkit_async_runtime::{
     memory, runtime, spawn, spawn_blocking, spawn_with_budget, task, Builder, Handle, JoinError,

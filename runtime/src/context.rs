@@ -1,11 +1,14 @@
 //! Per-thread runtime context: the runtime handle that `spawn` uses, the worker this thread
 //! is (for local scheduling), the task being polled (how arena allocation finds its arena),
-//! and whether the thread is already driving futures (`block_on` must not nest).
+//! the arena scope being polled outside memkit tasks (memory/scope.rs), and whether the thread
+//! is already driving futures (`block_on` must not nest).
 //!
 //! Invariant: the worker pointer is set only by the worker loop, to a `Core` that lives on the
 //! loop's stack frame for as long as the pointer is set (the guard clears it before the frame
-//! ends), and is only dereferenced on that thread.
+//! ends), and is only dereferenced on that thread. The scope pointer follows the same rule for
+//! the `Scope` of the `MkArenaTask` being polled or dropped (memory/scope.rs).
 
+use crate::memory::Scope;
 use crate::runtime::Handle;
 use crate::scheduler::Core;
 use crate::task::Header;
@@ -29,6 +32,8 @@ thread_local! {
     // access (no liveness check), which the poll loop and every arena allocation pay.
     static TASK: Cell<Option<NonNull<Header>>> = const { Cell::new(None) };
     static WORKER: Cell<*const Core> = const { Cell::new(ptr::null()) };
+    // Consulted only when no task is current, so the task fast path never reads it.
+    static SCOPE: Cell<Option<NonNull<Scope>>> = const { Cell::new(None) };
 }
 
 /// Restores the previous current task on drop.
@@ -49,6 +54,32 @@ impl Drop for TaskGuard {
 #[inline]
 pub(crate) fn current_task() -> Option<NonNull<Header>> {
     TASK.get()
+}
+
+/// Restores the previous current task and scope on drop.
+pub(crate) struct ScopeGuard {
+    task: Option<NonNull<Header>>,
+    scope: Option<NonNull<Scope>>,
+}
+
+/// Makes `scope` the current arena scope. A memkit task being polled on this thread is hidden
+/// until the guard drops: the innermost arena owner is the one allocations go to.
+pub(crate) fn enter_scope(scope: NonNull<Scope>) -> ScopeGuard {
+    ScopeGuard {
+        task: TASK.replace(None),
+        scope: SCOPE.replace(Some(scope)),
+    }
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        TASK.set(self.task);
+        SCOPE.set(self.scope);
+    }
+}
+
+pub(crate) fn current_scope() -> Option<NonNull<Scope>> {
+    SCOPE.get()
 }
 
 /// Restores the previous runtime handle on drop.

@@ -25,6 +25,7 @@ mod scheduler;
 mod sync;
 pub mod task;
 mod time;
+mod tokio_bridge;
 
 pub use blocking::spawn_blocking;
 pub use runtime::{spawn, Builder, Handle, Runtime};

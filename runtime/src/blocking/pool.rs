@@ -164,7 +164,12 @@ impl BlockingPool {
         }
         let inner = self.inner.clone();
         let handle = handle.clone();
-        builder.spawn(move || inner.run(id, handle))
+        builder.spawn(move || {
+            // Blocking closures may use tokio-based code too (feature `tokio`).
+            let shared = handle.shared.clone();
+            let _tokio = shared.tokio.enter();
+            inner.run(id, handle)
+        })
     }
 
     /// Cancels queued closures, then waits up to `timeout` (forever if `None`) for the running

@@ -243,12 +243,15 @@ impl Drop for Arena {
 }
 
 /// Runs `f` with the arena of the task being polled on this thread (created on first use,
-/// charged to the task's budget), or `NoTask` outside a task.
+/// charged to the task's budget), else with the arena of the `MkArenaTask` being polled
+/// (scope.rs), or `NoTask` outside both.
 #[inline(always)]
 pub(crate) fn with_task_arena<R>(
     f: impl FnOnce(&Arena) -> Result<R, MkAllocError>,
 ) -> Result<R, MkAllocError> {
-    let task = context::current_task().ok_or(MkAllocError::NoTask)?;
+    let Some(task) = context::current_task() else {
+        return super::scope::with_scope_arena(f);
+    };
     // SAFETY: the current task is alive while it is polled on this thread, and only this
     // thread touches its arena slot (header invariant). The slot is read and written through
     // the raw pointer only, never borrowed across `f`, which may free objects and read it.
@@ -274,13 +277,13 @@ fn create_task_arena(header: &crate::task::Header) -> Result<*mut Arena, MkAlloc
     )))
 }
 
-/// The identity of the current task's arena, null if it has none.
+/// The identity of the current task's (or else scope's) arena, null if it has none.
 #[inline(always)]
 pub(crate) fn current_arena_id() -> *const () {
     match context::current_task() {
         // SAFETY: see `with_task_arena`.
         Some(task) => unsafe { *task.as_ref().arena.get() }.cast_const(),
-        None => std::ptr::null(),
+        None => super::scope::current_arena_id(),
     }
 }
 

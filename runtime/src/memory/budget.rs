@@ -60,7 +60,8 @@ impl MkBudget {
 
     /// The budget of the task being polled on this thread, if it was given one (by
     /// [`spawn_with_budget`](crate::task::spawn_with_budget), a
-    /// [`task::Builder`](crate::task::Builder), or by inheriting its spawner's).
+    /// [`task::Builder`](crate::task::Builder), or by inheriting its spawner's); outside memkit
+    /// tasks, the budget of the [`MkArenaTask`](super::MkArenaTask) being polled.
     pub fn current() -> Option<MkBudget> {
         crate::task::current_budget()
     }

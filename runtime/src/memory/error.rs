@@ -37,7 +37,8 @@ pub enum MkAllocError {
         limit: usize,
     },
     /// Task-arena allocation (`MkAsyncBox`, `MkAsyncVec`) outside a task spawned on a
-    /// memkit-async runtime: there is no task arena to allocate in.
+    /// memkit-async runtime and outside an [`MkArenaTask`](super::MkArenaTask): there is no
+    /// task arena to allocate in.
     NoTask,
     /// Frame allocation (`MkAsyncFrameAlloc::alloc`) with no frame open in the current task, or
     /// after the frame it started in was closed.
@@ -94,7 +95,9 @@ impl fmt::Display for MkAllocError {
             MkAllocError::NoTask => f.write_str(
                 "arena allocation outside a memkit-async task: `MkAsyncBox` and `MkAsyncVec` \
                  live in the arena of the task that creates them; create them inside a task \
-                 spawned with `memkit_async::spawn`, or allocate in an explicit `MkArena`",
+                 spawned with `memkit_async::spawn`, inside a future wrapped in `MkArenaTask` \
+                 (in tokio: `memkit_async::tokio::spawn_with_budget`), or allocate in an \
+                 explicit `MkArena`",
             ),
             MkAllocError::NoFrame => f.write_str(
                 "frame allocation with no open frame in this task: open one with \

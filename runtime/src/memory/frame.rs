@@ -60,7 +60,8 @@ impl Default for MkAsyncFrameConfig {
 /// `.await` and task migration, and may be moved out of the frame or the task. A frame's memory
 /// is recycled when its guard drops and nothing allocated in it is still alive.
 ///
-/// Frames belong to the task that opens them (to the thread, outside memkit tasks) and nest:
+/// Frames belong to the task that opens them (a memkit task, an
+/// [`MkArenaTask`](super::MkArenaTask) in another executor, else the thread) and nest:
 /// allocations go to the innermost frame still open. Clones share the capacity and the frames.
 ///
 /// ```
@@ -95,12 +96,20 @@ struct Inner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Owner {
     Task(task::Id),
+    /// An `MkArenaTask` (a future carrying its own arena, e.g. in a tokio task).
+    Scope(u64),
     Thread(ThreadId),
 }
 
 impl Owner {
     fn current() -> Owner {
-        task::try_id().map_or_else(|| Owner::Thread(thread::current().id()), Owner::Task)
+        if let Some(id) = task::try_id() {
+            Owner::Task(id)
+        } else if let Some(id) = super::scope::current_scope_id() {
+            Owner::Scope(id)
+        } else {
+            Owner::Thread(thread::current().id())
+        }
     }
 }
 

@@ -14,6 +14,7 @@ mod frame;
 mod guard;
 mod owned;
 mod policy;
+mod scope;
 mod vec;
 mod wait;
 mod wait_queue;
@@ -28,8 +29,10 @@ pub use frame::{MkAsyncFrameAlloc, MkAsyncFrameConfig, MkAsyncFrameGuard};
 pub use guard::MkBudgetGuard;
 pub use owned::MkArena;
 pub use policy::MkBackpressure;
+pub use scope::MkArenaTask;
 pub use vec::MkAsyncVec;
 pub use wait::Acquire;
 
 pub(crate) use arena::drop_task_arena;
 pub(crate) use chunk_pool::ChunkPool;
+pub(crate) use scope::{current_budget as scope_budget, Scope};

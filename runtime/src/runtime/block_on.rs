@@ -24,6 +24,7 @@ impl Wake for ThreadWaker {
 pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
     let _driving = context::enter_driving();
     let _handle = context::set_handle(handle.clone());
+    let _tokio = handle.shared.tokio.enter();
     let parker = Parker::new();
     let waker = Waker::from(Arc::new(ThreadWaker(parker.unparker().clone())));
     let mut cx = Context::from_waker(&waker);

@@ -4,6 +4,7 @@ use super::Runtime;
 use crate::blocking::{BlockingPool, PoolConfig};
 use crate::memory::{MkBackpressure, MkBudget};
 use crate::scheduler::{self, Shared};
+use crate::tokio_bridge::TokioBridge;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -174,7 +175,8 @@ impl Builder {
         });
         let memory =
             MkBudget::new(self.memory_limit.unwrap_or(usize::MAX)).with_policy(self.memory_policy);
-        let (shared, parts) = Shared::new(workers, blocking, memory, self.chunk_pool_cap);
+        let tokio = TokioBridge::start()?;
+        let (shared, parts) = Shared::new(workers, blocking, memory, self.chunk_pool_cap, tokio);
         let mut threads = Vec::with_capacity(workers);
         for (index, part) in parts.into_iter().enumerate() {
             match self.spawn_worker(&shared, index, part) {
@@ -214,6 +216,8 @@ impl Builder {
                 }
             }
             let _exit = Exit(shared.clone());
+            // Tokio-based code in tasks (and in the callbacks) finds the bridge's reactor.
+            let _tokio = _exit.0.tokio.enter();
             if let Some(f) = &on_start {
                 f();
             }

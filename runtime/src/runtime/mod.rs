@@ -178,8 +178,10 @@ impl Runtime {
             shared.owned.close_and_shutdown_all();
             shared.drain_injector();
         }
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        shared.blocking.shutdown(left);
+        // Tokio resources of the dropped tasks are deregistered by now: stop the bridge.
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        shared.tokio.shutdown(left());
+        shared.blocking.shutdown(left());
     }
 }
 

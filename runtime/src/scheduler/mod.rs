@@ -15,6 +15,7 @@ use crate::memory::{ChunkPool, MkBudget};
 use crate::runtime::Handle;
 use crate::sync::{lock_std, AtomicBool, Ordering};
 use crate::task::{self, Header, JoinHandle, Notified, OwnedTasks, Schedule, Task};
+use crate::tokio_bridge::TokioBridge;
 use crossbeam_deque::{Injector, Stealer, Worker};
 use crossbeam_utils::sync::{Parker, Unparker};
 use crossbeam_utils::CachePadded;
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     /// Workers still running, and the condition shutdown waits on.
     pub(crate) alive: Mutex<usize>,
     pub(crate) exited: Condvar,
+    /// The background tokio runtime (feature `tokio`; an empty type without it).
+    pub(crate) tokio: TokioBridge,
 }
 
 /// What other threads may touch of a worker.
@@ -73,6 +76,7 @@ impl Shared {
         blocking: BlockingPool,
         memory: MkBudget,
         pool_cap: usize,
+        tokio: TokioBridge,
     ) -> (Arc<Shared>, Vec<WorkerParts>) {
         let mut parts = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
@@ -99,6 +103,7 @@ impl Shared {
             memory_waiting: std::sync::atomic::AtomicUsize::new(0),
             alive: Mutex::new(workers),
             exited: Condvar::new(),
+            tokio,
         });
         (shared, parts)
     }

@@ -82,10 +82,14 @@ pub(crate) fn budget_of(header: &Header) -> Option<MkBudget> {
     Some(unsafe { MkBudget::clone_from_raw(header.budget) })
 }
 
-/// The budget of the task being polled on this thread, if it has its own.
+/// The budget of the task being polled on this thread, if it has its own; outside tasks, the
+/// budget of the `MkArenaTask` being polled, if any.
 pub(crate) fn current_budget() -> Option<MkBudget> {
-    // SAFETY: the current task is alive while it is polled on this thread.
-    crate::context::current_task().and_then(|t| budget_of(unsafe { t.as_ref() }))
+    match crate::context::current_task() {
+        // SAFETY: the current task is alive while it is polled on this thread.
+        Some(t) => budget_of(unsafe { t.as_ref() }),
+        None => crate::memory::scope_budget(),
+    }
 }
 
 /// The id of the task being polled on this thread, or `None` outside a task.
