@@ -17,8 +17,12 @@
 #![warn(missing_docs)]
 
 mod byte_size;
+mod channel;
 
 pub use byte_size::MkByteSize;
+pub use channel::{
+    MkAsyncChannel, MkAsyncReceiver, MkAsyncSender, MkSendError, MkTryRecvError, MkTrySendError,
+};
 
 pub use memkit_async_macros::{main, test};
 pub use memkit_async_runtime::memory::{
