@@ -361,3 +361,68 @@ fn error_messages_say_what_to_change() {
     .into();
     assert!(matches!(full, MkSendError::Refused(3, _)));
 }
+
+#[test]
+fn dropping_the_receiver_mid_stream_loses_no_byte_and_no_message() {
+    with_timeout(DEADLINE, || {
+        const PRODUCERS: usize = 4;
+        const EACH: usize = 1_000;
+        let rt = runtime(2);
+        let drops = Counter::new();
+        let made = Counter::new();
+        let (tx, mut rx) = MkAsyncChannel::bounded_bytes(8 * KIB, MkBackpressure::Wait);
+        let budget = tx.budget().clone();
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let tx = tx.clone();
+                let drops = drops.clone();
+                let made = made.clone();
+                rt.spawn(async move {
+                    let mut sent = 0;
+                    for i in 0..EACH {
+                        made.inc();
+                        match tx.send(msg(p * EACH + i, 1 + i % KIB, &drops)).await {
+                            Ok(()) => sent += 1,
+                            Err(MkSendError::Closed(_)) => break,
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                    }
+                    sent
+                })
+            })
+            .collect();
+        drop(tx);
+        let received = rt.block_on(async {
+            for _ in 0..500 {
+                rx.recv().await.expect("producers are still sending");
+            }
+            drop(rx);
+            500
+        });
+        let sent: usize = producers.into_iter().map(|p| rt.block_on(p).unwrap()).sum();
+        assert!(sent >= received);
+        // Every message made was dropped exactly once: received, queued when the receiver
+        // went, or returned in a `Closed` error.
+        assert_eq!(drops.get(), made.get());
+        assert!(
+            made.get() < PRODUCERS * EACH,
+            "the producers were stopped early"
+        );
+        assert_eq!((budget.used(), budget.waiting()), (0, 0));
+        assert!(budget.peak() <= 8 * KIB);
+    });
+}
+
+/// Send futures are `Send` whenever the message is, even for `!Sync` messages such as
+/// `MkArena`, so they can be awaited in spawned tasks.
+#[test]
+fn send_and_recv_futures_are_send_for_send_messages() {
+    fn is_send<T: Send>(_: &T) {}
+    let (tx, mut rx) = MkAsyncChannel::<memkit_async::MkArena>::bounded(1, MkBackpressure::Wait);
+    let arena = memkit_async::MkArena::new(&memkit_async::MkBudget::new(1 << 20));
+    let send = tx.send(arena);
+    is_send(&send);
+    drop(send);
+    is_send(&rx.recv());
+    is_send(&tx);
+}
