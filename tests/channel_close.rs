@@ -203,8 +203,7 @@ fn closing_or_dropping_the_receiver_wakes_parked_senders_with_their_messages() {
                 .collect();
             wait_until("three senders are parked", || budget.waiting() == 3);
             if drop_it {
-                rx = None;
-                assert_eq!(drops.get(), 1);
+                rx = None; // drops message 0; the woken senders drop theirs concurrently
             } else if let Some(rx) = rx.as_mut() {
                 rx.close();
             }
