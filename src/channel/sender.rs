@@ -103,7 +103,8 @@ impl<T> MkAsyncSender<T> {
     }
 
     /// The budget that bounds the channel: `used()` is what the queued messages count now,
-    /// `peak()` the most they ever counted.
+    /// `peak()` the most they ever counted. Setting its policy (`budget().clone().with_policy(p)`)
+    /// changes what senders do from then on.
     pub fn budget(&self) -> &MkBudget {
         &self.chan.budget
     }
