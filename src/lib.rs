@@ -16,10 +16,14 @@
 //! ```
 #![warn(missing_docs)]
 
+mod channel;
 mod task_local;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+pub use channel::{
+    MkAsyncChannel, MkAsyncReceiver, MkAsyncSender, MkSendError, MkTryRecvError, MkTrySendError,
+};
 pub use task_local::{MkTaskLocal, MkTaskLocalError, MkTaskLocalFuture};
 
 pub use memkit_async_macros::{main, test};
