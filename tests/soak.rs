@@ -38,12 +38,13 @@ mod common;
 use common::panic_message;
 use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use memkit_async::runtime::RuntimeMetrics;
 use memkit_async::task::{self, yield_now};
 use memkit_async::{
     spawn_with_budget, Builder, Handle, JoinError, JoinHandle, MkAllocError, MkArena, MkAsyncBox,
-    MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard, MkEvictable, Runtime,
+    MkAsyncChannel, MkAsyncReceiver, MkAsyncSender, MkAsyncVec, MkBackpressure, MkBudget,
+    MkBudgetGuard, MkEvictable, MkSendError, Runtime,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -128,6 +129,7 @@ counters! {
     Acquired => "alloc MkBudget acquire/try_acquire served",
     BoxesSent => "flow boxes sent",
     BoxesReceived => "flow boxes received",
+    SendsRefused => "flow channel sends refused (Fail, Timeout)",
     ArenasSent => "flow arenas sent",
     ArenasReceived => "flow arenas received",
     RemoteFrees => "flow boxes/arenas dropped on a foreign thread",
@@ -1431,7 +1433,7 @@ fn expect_panic(res: Option<Result<Out, JoinError>>, what: &str) {
 async fn box_producer(
     env: Arc<Env>,
     mut rng: Rng,
-    mut tx: mpsc::Sender<MkAsyncBox<Obj>>,
+    tx: MkAsyncSender<MkAsyncBox<Obj>>,
     waits: u32,
 ) -> Out {
     let mut al = Al::current(&env, waits);
@@ -1441,6 +1443,8 @@ async fn box_producer(
         };
         match bounded(WAIT_LIMIT, "a send to a box consumer", tx.send(b)).await {
             Some(Ok(())) => bump(C::BoxesSent),
+            // Refused by the channel's Fail or Timeout policy: the box is dropped here.
+            Some(Err(MkSendError::Refused(..))) => bump(C::SendsRefused),
             Some(Err(_)) | None => break, // the consumer is gone (aborted or panicked)
         }
         if rng.one_in(4) {
@@ -1452,7 +1456,11 @@ async fn box_producer(
 }
 
 /// Receives boxes: drops, keeps, relays to a third task or frees them on a foreign thread.
-async fn box_consumer(env: Arc<Env>, mut rng: Rng, mut rx: mpsc::Receiver<MkAsyncBox<Obj>>) -> Out {
+async fn box_consumer(
+    env: Arc<Env>,
+    mut rng: Rng,
+    mut rx: MkAsyncReceiver<MkAsyncBox<Obj>>,
+) -> Out {
     let relay = if rng.one_in(3) {
         let (tx, rx) = mpsc::unbounded();
         drop(memkit_async::spawn(counted(box_sink(rx))));
@@ -1461,7 +1469,7 @@ async fn box_consumer(env: Arc<Env>, mut rng: Rng, mut rx: mpsc::Receiver<MkAsyn
         None
     };
     let mut kept = Vec::new();
-    while let Some(Some(b)) = bounded(WAIT_LIMIT, "a box receive", rx.next()).await {
+    while let Some(Some(b)) = bounded(WAIT_LIMIT, "a box receive", rx.recv()).await {
         bump(C::BoxesReceived);
         if !b.ok() {
             fail("a box changed in a channel".into());
@@ -1499,7 +1507,7 @@ async fn box_sink(mut rx: mpsc::UnboundedReceiver<MkAsyncBox<Obj>>) -> Out {
 }
 
 /// Fills whole arenas (here, or on a foreign thread with `alloc_async`) and sends them.
-async fn arena_producer(env: Arc<Env>, mut rng: Rng, mut tx: mpsc::Sender<MkArena>) -> Out {
+async fn arena_producer(env: Arc<Env>, mut rng: Rng, tx: MkAsyncSender<MkArena>) -> Out {
     let policy = env.arena_pool.policy();
     for _ in 0..rng.range(1, 4) {
         let count = rng.range(1, 64);
@@ -1545,9 +1553,9 @@ async fn arena_producer(env: Arc<Env>, mut rng: Rng, mut tx: mpsc::Sender<MkAren
     Out::Unit
 }
 
-async fn arena_consumer(env: Arc<Env>, mut rng: Rng, mut rx: mpsc::Receiver<MkArena>) -> Out {
+async fn arena_consumer(env: Arc<Env>, mut rng: Rng, mut rx: MkAsyncReceiver<MkArena>) -> Out {
     let mut kept = Vec::new();
-    while let Some(Some(arena)) = bounded(WAIT_LIMIT, "an arena receive", rx.next()).await {
+    while let Some(Some(arena)) = bounded(WAIT_LIMIT, "an arena receive", rx.recv()).await {
         bump(C::ArenasReceived);
         match rng.below(4) {
             0 => kept.push(arena),
@@ -1832,7 +1840,9 @@ fn issue(op: Op, rt: &Runtime, env: &Arc<Env>, rng: &mut Rng, pending: &mut Vec<
         }
         Op::Boxes => {
             bump(C::OpBoxes);
-            let (tx, rx) = mpsc::channel(rng.below(4));
+            // Bounded by bytes, one to four boxes' worth, under a random policy for the sender.
+            let bound = rng.range(1, 5) * size_of::<Obj>();
+            let (tx, rx) = MkAsyncChannel::bounded_bytes(bound, rng.policy());
             push(
                 "box consumer",
                 h.spawn(counted(box_consumer(e.clone(), rng.fork(), rx))),
@@ -1854,7 +1864,7 @@ fn issue(op: Op, rt: &Runtime, env: &Arc<Env>, rng: &mut Rng, pending: &mut Vec<
         }
         Op::Arenas => {
             bump(C::OpArenas);
-            let (tx, rx) = mpsc::channel(rng.below(2));
+            let (tx, rx) = MkAsyncChannel::bounded(rng.range(1, 3), MkBackpressure::Wait);
             push(
                 "arena consumer",
                 h.spawn(counted(arena_consumer(e.clone(), rng.fork(), rx))),
