@@ -11,6 +11,7 @@ pub(crate) use worker::{run as run_worker, Core};
 
 use crate::blocking::BlockingPool;
 use crate::context;
+use crate::driver::Driver;
 use crate::memory::{ChunkPool, MkBudget};
 use crate::runtime::Handle;
 use crate::sync::{lock_std, AtomicBool, Ordering};
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     /// Workers still running, and the condition shutdown waits on.
     pub(crate) alive: Mutex<usize>,
     pub(crate) exited: Condvar,
+    /// Timers and I/O, turned by the workers.
+    pub(crate) driver: Driver,
 }
 
 /// What other threads may touch of a worker.
@@ -73,7 +76,8 @@ impl Shared {
         blocking: BlockingPool,
         memory: MkBudget,
         pool_cap: usize,
-    ) -> (Arc<Shared>, Vec<WorkerParts>) {
+    ) -> std::io::Result<(Arc<Shared>, Vec<WorkerParts>)> {
+        let driver = Driver::new()?;
         let mut parts = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -99,8 +103,9 @@ impl Shared {
             memory_waiting: std::sync::atomic::AtomicUsize::new(0),
             alive: Mutex::new(workers),
             exited: Condvar::new(),
+            driver,
         });
-        (shared, parts)
+        Ok((shared, parts))
     }
 
     pub(crate) fn is_shutdown(&self) -> bool {
@@ -113,6 +118,7 @@ impl Shared {
         for remote in self.remotes.iter() {
             remote.unparker.unpark();
         }
+        self.driver.wake();
     }
 
     /// Drops every queued reference left in the injector after shutdown.
@@ -128,6 +134,7 @@ impl Shared {
             let remote = &self.remotes[worker];
             remote.metrics.parked.store(false, Ordering::SeqCst);
             remote.unparker.unpark();
+            self.driver.unpark(worker);
         }
     }
 
