@@ -33,6 +33,6 @@ pub use memkit_async_runtime::memory::{
     MkByteSize, MkEvictable,
 };
 pub use memkit_async_runtime::{
-    memory, runtime, spawn, spawn_blocking, spawn_with_budget, task, Builder, Handle, JoinError,
-    JoinHandle, Runtime,
+    memory, net, runtime, spawn, spawn_blocking, spawn_with_budget, task, time, Builder, Handle,
+    JoinError, JoinHandle, Runtime,
 };

@@ -1,5 +1,5 @@
 //! The engine of memkit-async: a work-stealing executor whose task headers carry an arena
-//! pointer, worker parking, and a blocking pool.
+//! pointer, worker parking, a blocking pool, timers and networking.
 //!
 //! Most users depend on `memkit-async`, which re-exports everything here.
 //!
@@ -19,12 +19,15 @@
 
 mod blocking;
 mod context;
+mod driver;
+mod io;
 pub mod memory;
+pub mod net;
 pub mod runtime;
 mod scheduler;
 mod sync;
 pub mod task;
-mod time;
+pub mod time;
 mod tokio_bridge;
 
 pub use blocking::spawn_blocking;

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use memkit_async::{Builder, Runtime};
 
+pub mod echo;
+
 /// The bound on any single wait in these tests. Generous on purpose: exceeding it means a hang
 /// (a lost wake-up, a deadlock), not a slow machine.
 pub const DEADLINE: Duration = Duration::from_secs(10);

@@ -16,7 +16,7 @@ use crate::context;
 use crate::runtime::Handle;
 use crate::sync::lock_std as lock;
 use crate::task::Id;
-use crate::time::Delay;
+use crate::time::{sleep_until, Sleep};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -116,7 +116,7 @@ struct Waiting {
     runtime: Option<Handle>,
     since: Instant,
     /// `Timeout(d)` only; `None` also when the deadline is beyond what `Instant` can represent.
-    deadline: Option<Delay>,
+    deadline: Option<Sleep>,
 }
 
 impl Acquire {
@@ -156,7 +156,7 @@ impl Acquire {
                 queued_at: None,
             }),
         });
-        let deadline = timeout.and_then(|d| since.checked_add(d)).map(Delay::until);
+        let deadline = timeout.and_then(|d| since.checked_add(d)).map(sleep_until);
         self.waiting = Some(Waiting {
             waiter: waiter.clone(),
             task: mark_task_waiting(None, true),

@@ -176,7 +176,7 @@ impl Builder {
         let memory =
             MkBudget::new(self.memory_limit.unwrap_or(usize::MAX)).with_policy(self.memory_policy);
         let tokio = TokioBridge::start()?;
-        let (shared, parts) = Shared::new(workers, blocking, memory, self.chunk_pool_cap, tokio);
+        let (shared, parts) = Shared::new(workers, blocking, memory, self.chunk_pool_cap, tokio)?;
         let mut threads = Vec::with_capacity(workers);
         for (index, part) in parts.into_iter().enumerate() {
             match self.spawn_worker(&shared, index, part) {

@@ -28,6 +28,18 @@ impl RuntimeMetrics {
         self.shared.owned.len()
     }
 
+    /// Timers (sleeps, timeouts, intervals, budget timeouts) registered with this runtime's
+    /// timer wheel right now. A dropped timer leaves at once.
+    pub fn num_timers(&self) -> usize {
+        self.shared.driver.time.len()
+    }
+
+    /// Sockets registered with this runtime's reactor right now. A dropped socket leaves at
+    /// once.
+    pub fn num_io_sources(&self) -> usize {
+        self.shared.driver.io.len()
+    }
+
     /// Workers asleep right now (blocked in the OS, using no CPU).
     pub fn num_parked_workers(&self) -> usize {
         self.shared.num_parked()

@@ -2,7 +2,7 @@
 
 mod block_on;
 mod builder;
-mod handle;
+pub(crate) mod handle;
 mod metrics;
 
 pub use builder::Builder;
@@ -177,6 +177,9 @@ impl Runtime {
             let _ctx = context::set_handle(self.handle.clone());
             shared.owned.close_and_shutdown_all();
             shared.drain_injector();
+            // Timers and sockets that outlive their tasks (held by other threads) stop waiting
+            // on a driver nobody turns any more.
+            shared.driver.shutdown();
         }
         // Tokio resources of the dropped tasks are deregistered by now: stop the bridge.
         let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));

@@ -11,6 +11,7 @@ pub(crate) use worker::{run as run_worker, Core};
 
 use crate::blocking::BlockingPool;
 use crate::context;
+use crate::driver::Driver;
 use crate::memory::{ChunkPool, MkBudget};
 use crate::runtime::Handle;
 use crate::sync::{lock_std, AtomicBool, Ordering};
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) exited: Condvar,
     /// The background tokio runtime (feature `tokio`; an empty type without it).
     pub(crate) tokio: TokioBridge,
+    /// Timers and I/O, turned by the workers.
+    pub(crate) driver: Driver,
 }
 
 /// What other threads may touch of a worker.
@@ -77,7 +80,8 @@ impl Shared {
         memory: MkBudget,
         pool_cap: usize,
         tokio: TokioBridge,
-    ) -> (Arc<Shared>, Vec<WorkerParts>) {
+    ) -> std::io::Result<(Arc<Shared>, Vec<WorkerParts>)> {
+        let driver = Driver::new()?;
         let mut parts = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -104,8 +108,9 @@ impl Shared {
             alive: Mutex::new(workers),
             exited: Condvar::new(),
             tokio,
+            driver,
         });
-        (shared, parts)
+        Ok((shared, parts))
     }
 
     pub(crate) fn is_shutdown(&self) -> bool {
@@ -118,6 +123,7 @@ impl Shared {
         for remote in self.remotes.iter() {
             remote.unparker.unpark();
         }
+        self.driver.wake();
     }
 
     /// Drops every queued reference left in the injector after shutdown.
@@ -133,6 +139,7 @@ impl Shared {
             let remote = &self.remotes[worker];
             remote.metrics.parked.store(false, Ordering::SeqCst);
             remote.unparker.unpark();
+            self.driver.unpark(worker);
         }
     }
 

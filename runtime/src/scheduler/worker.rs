@@ -22,6 +22,9 @@ const GLOBAL_QUEUE_INTERVAL: u32 = 61;
 /// of tasks would otherwise keep the worker to itself.
 const MAX_LIFO_POLLS: u32 = 3;
 
+/// How often a busy worker turns the timer and I/O driver without blocking.
+const DRIVER_INTERVAL: u32 = 61;
+
 pub(crate) struct Core {
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
@@ -62,6 +65,10 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>, pa
 impl Core {
     fn run(&self) {
         while !self.shared.is_shutdown() {
+            if self.tick.get() % DRIVER_INTERVAL == 0 {
+                // Timers and I/O must not wait for some worker to park.
+                self.shared.driver.turn_nonblocking();
+            }
             if let Some(task) = self.next_task().or_else(|| self.steal()) {
                 self.run_task(task);
             } else {
@@ -160,6 +167,18 @@ impl Core {
         let m = &shared.remotes[self.index].metrics;
         m.parks.store(m.parks.load(Relaxed) + 1, Relaxed);
         m.parked.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(mut poller) = shared.driver.try_lock() {
+            // This worker blocks in the driver until a timer, I/O or a notification.
+            shared.driver.park(&mut poller, self.index, || {
+                shared.idle.is_sleeping(self.index) && !shared.is_shutdown()
+            });
+            m.parked.store(false, std::sync::atomic::Ordering::SeqCst);
+            shared.idle.unregister_sleeper(self.index);
+            self.searching.set(true);
+            // Woken tasks go to this worker's own queue.
+            shared.driver.dispatch(&mut poller);
+            return;
+        }
         loop {
             self.parker.park();
             if shared.is_shutdown() || !shared.idle.is_sleeping(self.index) {

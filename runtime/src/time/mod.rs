@@ -1,9 +1,26 @@
-//! Time: the minimal timer that budget timeouts need.
+//! Time: [`sleep`], [`timeout`] and [`interval`], on a hierarchical timer wheel.
 //!
-//! One process-wide timer thread, started on first use and asleep (no CPU) whenever no timer is
-//! pending, fires wakers at their deadlines. The timer wheel driven by the workers replaces its
-//! backend without changing `Delay`.
+//! Each runtime has one timer wheel, driven by its workers rather than a thread of its own: the
+//! worker that parks first blocks in the reactor until the next deadline, and busy workers fire
+//! due timers between tasks, so timers fire on time on an idle runtime and are not starved on a
+//! busy one. Resolution is one millisecond; a timer never fires before its deadline. Dropping a
+//! [`Sleep`] cancels its timer in O(1).
+//!
+//! Timers also work outside a runtime (on a plain thread, or inside another executor, as budget
+//! timeouts need): there a process-wide fallback thread drives a wheel of its own, started on
+//! first use and asleep when no timer is pending.
+//!
+//! [`Instant`] is [`std::time::Instant`]: deadlines are plain monotonic instants.
 
-mod timer;
+mod driver;
+mod fallback;
+mod interval;
+mod sleep;
+mod timeout;
+mod wheel;
 
-pub(crate) use timer::Delay;
+pub(crate) use driver::TimeDriver;
+pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
+pub use sleep::{sleep, sleep_until, Sleep};
+pub use std::time::Instant;
+pub use timeout::{timeout, timeout_at, Elapsed, Timeout};

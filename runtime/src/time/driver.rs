@@ -1,0 +1,162 @@
+//! The time driver: a [`Wheel`] behind a lock, the clock it counts milliseconds from, and how to
+//! wake whoever sleeps until its next deadline.
+//!
+//! Each runtime has one, turned by its workers (see `crate::driver`): the worker that parks
+//! blocks until the next deadline, and a timer registered earlier than that wakes it. Outside a
+//! runtime (plain threads, other executors) timers use the process-wide fallback driver of
+//! [`fallback`](super::fallback), turned by a thread of its own.
+
+use super::wheel::{Key, Wheel};
+use crate::sync::lock_std;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+/// Wakers fired per lock hold: firing happens outside the lock, in batches.
+const FIRE_BATCH: usize = 64;
+
+/// Why a timer could not be registered.
+pub(crate) enum Refused {
+    /// Its deadline has passed.
+    Elapsed,
+    /// The driver was shut down (its runtime is gone).
+    Shutdown(Waker),
+}
+
+struct State {
+    wheel: Wheel,
+    /// The tick the driver's sleeper will wake at by itself (`u64::MAX`: never), or `None`
+    /// while nobody sleeps on this driver.
+    sleeping_until: Option<u64>,
+}
+
+pub(crate) struct TimeDriver {
+    start: Instant,
+    state: Mutex<State>,
+    shutdown: AtomicBool,
+    /// The earliest deadline registered (`u64::MAX`: none); may be stale-early after a
+    /// cancellation, never late. Lets busy workers skip the lock when nothing is due.
+    next_due: AtomicU64,
+    /// Wakes the sleeper (a worker blocked in the reactor, or the fallback thread).
+    unpark: Box<dyn Fn() + Send + Sync>,
+}
+
+impl TimeDriver {
+    pub(crate) fn new(unpark: Box<dyn Fn() + Send + Sync>) -> TimeDriver {
+        TimeDriver {
+            start: Instant::now(),
+            state: Mutex::new(State {
+                wheel: Wheel::new(),
+                sleeping_until: None,
+            }),
+            shutdown: AtomicBool::new(false),
+            next_due: AtomicU64::new(u64::MAX),
+            unpark,
+        }
+    }
+
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// `instant` as a tick, rounded up so a timer never fires before its deadline.
+    fn deadline_tick(&self, instant: Instant) -> u64 {
+        let since = instant.saturating_duration_since(self.start);
+        let ms = since.as_millis() + u128::from(since.subsec_nanos() % 1_000_000 != 0);
+        u64::try_from(ms).unwrap_or(u64::MAX)
+    }
+
+    /// Milliseconds elapsed since the driver started, rounded down.
+    fn now_tick(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Registers `waker` to be woken at `deadline`.
+    pub(crate) fn register(&self, deadline: Instant, waker: Waker) -> Result<Key, Refused> {
+        let tick = self.deadline_tick(deadline);
+        let mut state = lock_std(&self.state);
+        if self.is_shutdown() {
+            return Err(Refused::Shutdown(waker));
+        }
+        let key = state
+            .wheel
+            .insert(tick, waker)
+            .map_err(|_| Refused::Elapsed)?;
+        self.next_due.fetch_min(tick, Ordering::Relaxed);
+        if state.sleeping_until.is_some_and(|until| tick < until) {
+            // The sleeper would wake too late for this timer: make it recompute.
+            state.sleeping_until = Some(tick);
+            drop(state);
+            (self.unpark)();
+        }
+        Ok(key)
+    }
+
+    /// Refreshes the waker of a pending timer; `false` if it fired (or was drained).
+    pub(crate) fn set_waker(&self, key: Key, waker: &Waker) -> bool {
+        lock_std(&self.state).wheel.set_waker(key, waker)
+    }
+
+    /// Cancels a timer: O(1), and a no-op if it already fired.
+    pub(crate) fn cancel(&self, key: Key) {
+        // The waker is dropped after the lock is released: it may hold the last reference to
+        // a task whose drop takes other locks.
+        let waker = lock_std(&self.state).wheel.remove(key);
+        drop(waker);
+    }
+
+    /// Fires every due timer. Called by whoever turns the driver.
+    pub(crate) fn process(&self) {
+        let now = self.now_tick();
+        let mut due = Vec::new();
+        loop {
+            let done = {
+                let mut state = lock_std(&self.state);
+                state.sleeping_until = None;
+                let done = state.wheel.advance(now, &mut due, FIRE_BATCH);
+                let next = state.wheel.next_deadline().unwrap_or(u64::MAX);
+                self.next_due.store(next, Ordering::Relaxed);
+                done
+            };
+            due.drain(..).for_each(Waker::wake);
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// Marks the caller as sleeping on this driver and returns how long it may sleep before the
+    /// next timer is due (`None`: no timer). `process` ends the sleep.
+    pub(crate) fn sleep_timeout(&self) -> Option<Duration> {
+        let mut state = lock_std(&self.state);
+        let next = state.wheel.next_deadline();
+        state.sleeping_until = Some(next.unwrap_or(u64::MAX));
+        let next = next?;
+        let now = self.now_tick();
+        Some(Duration::from_millis(next.saturating_sub(now)))
+    }
+
+    /// Whether a timer is due now (cheap enough for a busy worker to ask often).
+    pub(crate) fn has_due(&self) -> bool {
+        let next = self.next_due.load(Ordering::Relaxed);
+        next != u64::MAX && next <= self.now_tick()
+    }
+
+    /// Timers registered now.
+    pub(crate) fn len(&self) -> usize {
+        lock_std(&self.state).wheel.len()
+    }
+
+    /// Refuses new timers and wakes every pending one, so nothing waits on a driver that nobody
+    /// turns any more (a woken sleep re-registers with the fallback driver).
+    pub(crate) fn shutdown(&self) {
+        let mut wakers = Vec::new();
+        {
+            let mut state = lock_std(&self.state);
+            self.shutdown.store(true, Ordering::Release);
+            state.wheel.drain(&mut wakers);
+        }
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
