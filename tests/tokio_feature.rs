@@ -569,3 +569,38 @@ async fn frames_belong_to_a_wrapped_tokio_task_wherever_it_runs() {
     assert_eq!(alloc.used(), 0);
     assert_eq!(alloc.frame(), 16);
 }
+
+#[test]
+fn memkit_tcp_streams_speak_tokio_io() {
+    const LEN: usize = 256 * KIB;
+    with_timeout(DEADLINE, || {
+        let rt = runtime_with_limit(2, 1 << 20);
+        let echoed = rt.block_on(async {
+            let listener = memkit_async::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = memkit_async::spawn(async move {
+                let (conn, _) = listener.accept().await.unwrap();
+                let (mut rd, mut wr) = conn.into_split();
+                // tokio's copy over memkit's halves, then tokio's shutdown (a half-close).
+                let n = tokio::io::copy(&mut rd, &mut wr).await.unwrap();
+                wr.shutdown().await.unwrap();
+                n
+            });
+            let data: Vec<u8> = (0..LEN).map(|i| (i * 13) as u8).collect();
+            let conn = memkit_async::net::TcpStream::connect(addr).await.unwrap();
+            let (mut rd, mut wr) = conn.into_split();
+            let expected = data.clone();
+            let writer = memkit_async::spawn(async move {
+                wr.write_all(&data).await.unwrap();
+                wr.shutdown().await.unwrap();
+            });
+            let mut back = Vec::new();
+            rd.read_to_end(&mut back).await.unwrap();
+            writer.await.unwrap();
+            (server.await.unwrap(), back == expected)
+        });
+        assert_eq!(echoed, (LEN as u64, true));
+    });
+}

@@ -3,7 +3,8 @@
 //! The sockets are non-blocking and registered with the `mio` reactor of the runtime they are
 //! created in (creating one outside a runtime is an error). They implement
 //! `futures_io::{AsyncRead, AsyncWrite}`, so the `futures` crate's extension traits
-//! (`AsyncReadExt::read`, `AsyncWriteExt::write_all`, ...) work on them.
+//! (`AsyncReadExt::read`, `AsyncWriteExt::write_all`, ...) work on them; with the `tokio`
+//! feature, `TcpStream` and its owned halves also implement tokio's `AsyncRead`/`AsyncWrite`.
 //!
 //! Errors are reported, never hidden: a peer that resets the connection gives
 //! `ConnectionReset`, writing to a peer that went away gives `BrokenPipe` or `ConnectionReset`
@@ -35,6 +36,8 @@
 mod split;
 mod tcp_listener;
 mod tcp_stream;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 mod udp;
 
 pub use split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
