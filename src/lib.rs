@@ -16,9 +16,18 @@
 //! ```
 #![warn(missing_docs)]
 
+mod barrier;
 mod byte_size;
+mod pool;
+mod semaphore;
 
+pub use barrier::{MkAsyncBarrier, MkBarrierWait, MkBarrierWaitResult};
 pub use byte_size::MkByteSize;
+pub use pool::{MkAsyncPool, MkPoolAcquire, MkPoolBuilder, MkPoolError, MkPoolGuard};
+pub use semaphore::{
+    MkAsyncSemaphore, MkOwnedSemaphorePermit, MkSemaphoreAcquire, MkSemaphoreAcquireOwned,
+    MkSemaphoreError, MkSemaphorePermit,
+};
 
 pub use memkit_async_macros::{main, test};
 pub use memkit_async_runtime::memory::{
