@@ -199,11 +199,17 @@ fn add_permits_serves_waiters_in_order() {
     assert!(poll_once(&mut a).is_pending());
     assert!(poll_once(&mut b).is_pending());
     sem.add_permits(1);
-    assert!(poll_once(&mut a).is_ready());
+    let Poll::Ready(Ok(pa)) = poll_once(&mut a) else {
+        panic!("the added permit serves the head")
+    };
     assert!(poll_once(&mut b).is_pending());
     drop(held);
-    assert!(poll_once(&mut b).is_ready());
-    assert_eq!(sem.total_permits(), 2);
+    let Poll::Ready(Ok(pb)) = poll_once(&mut b) else {
+        panic!("then the next")
+    };
+    assert_eq!((sem.total_permits(), sem.available_permits()), (2, 0));
+    drop((pa, pb));
+    assert_eq!(sem.available_permits(), 2);
 }
 
 #[test]
