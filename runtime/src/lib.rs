@@ -24,7 +24,7 @@ pub mod runtime;
 mod scheduler;
 mod sync;
 pub mod task;
-mod time;
+pub mod time;
 
 pub use blocking::spawn_blocking;
 pub use runtime::{spawn, Builder, Handle, Runtime};

@@ -2,7 +2,7 @@
 
 use super::entry::Entry;
 use super::Shared;
-use memkit_async_runtime::memory::MkBudgetGuard;
+use crate::semaphore::MkAsyncSemaphore;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -18,22 +18,17 @@ use std::sync::Arc;
 pub struct MkPoolGuard<T: Send + 'static> {
     /// `None` only once detached (the guard is then consumed) or while dropping.
     entry: Option<Box<Entry<T>>>,
+    /// Also holds the turn (one permit of `shared.turns`) this object is held under, given
+    /// back in `Drop` once the object is back, so the next request finds it.
     shared: Arc<Shared<T>>,
-    /// The pool turn this object is held under; dropped after the object is back (field order
-    /// and `Drop` below), so the next request finds it.
-    _unit: MkBudgetGuard,
 }
 
 impl<T: Send + 'static> MkPoolGuard<T> {
-    pub(super) fn new(
-        entry: Box<Entry<T>>,
-        unit: MkBudgetGuard,
-        shared: Arc<Shared<T>>,
-    ) -> MkPoolGuard<T> {
+    /// A guard for `entry`, holding one permit of `shared.turns` taken by the caller.
+    pub(super) fn new(entry: Box<Entry<T>>, shared: Arc<Shared<T>>) -> MkPoolGuard<T> {
         MkPoolGuard {
             entry: Some(entry),
             shared,
-            _unit: unit,
         }
     }
 
@@ -82,10 +77,20 @@ impl<T: Send + 'static> DerefMut for MkPoolGuard<T> {
 
 impl<T: Send + 'static> Drop for MkPoolGuard<T> {
     fn drop(&mut self) {
+        // Runs after `give_back`, even if the reset hook panics in it.
+        let _turn = TurnBack(&self.shared.turns);
         if let Some(entry) = self.entry.take() {
             self.shared.give_back(entry);
         }
-        // `_unit` drops after this body: the object is back before the next request is served.
+    }
+}
+
+/// Gives one turn back to the pool when dropped.
+struct TurnBack<'a>(&'a MkAsyncSemaphore);
+
+impl Drop for TurnBack<'_> {
+    fn drop(&mut self) {
+        self.0.release(1);
     }
 }
 

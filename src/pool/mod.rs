@@ -1,15 +1,16 @@
 //! `MkAsyncPool<T>`: a bounded async object pool whose objects are charged to a byte budget.
 //!
 //! How it is built:
-//! - **Capacity** (objects in use) is counted by an [`MkBudget`] of `capacity` units with the
-//!   pool's policy: each guard holds one unit. That budget's FIFO wait queue is what parks
-//!   `acquire` when every object is in use, serves waiters in order, applies `Timeout(d)`, and
-//!   withdraws a dropped request (passing on a unit it was granted).
+//! - **Turns** (objects in use) are permits of an [`MkAsyncSemaphore`] of `capacity` permits:
+//!   each guard holds one. Its FIFO queue parks `acquire` when every object is in use, serves
+//!   waiters in order, withdraws a dropped request (passing on a turn it was granted), and fails
+//!   waiters when the pool closes; `Timeout(d)` adds a timer to the wait. An uncontended turn is
+//!   one compare-and-swap to take and one atomic add to give back.
 //! - **Objects** wait idle in an [`IdleCache`](cache::IdleCache): a per-worker slot in front of a
 //!   lock-free shared queue, so the acquire/release loop of a task takes no lock.
 //! - **Live objects** (in use + idle) never exceed the capacity: an object is created only when
 //!   none is idle and fewer than `capacity` are alive. A guard puts its object back *before*
-//!   giving its unit back, so whoever gets the unit finds an idle object or room to create one.
+//!   giving its turn back, so whoever gets the turn finds an idle object or room to create one.
 //! - **Bytes**: each live object holds `object_bytes` of the optional byte budget, and the pool
 //!   is registered on it as an [`MkEvictable`]: under `Evict` pressure on that budget (a request
 //!   by anyone charged to it) the pool drops idle objects, oldest first; the factory re-creates
@@ -26,11 +27,10 @@ pub use acquire::MkPoolAcquire;
 pub use error::MkPoolError;
 pub use guard::MkPoolGuard;
 
+use crate::semaphore::{MkAsyncSemaphore, MkSemaphoreError, MkSemaphorePermit};
 use cache::IdleCache;
 use entry::{Charge, Counters, Entry, Reservation};
-use memkit_async_runtime::memory::{
-    MkAllocError, MkBackpressure, MkBudget, MkBudgetGuard, MkEvictable,
-};
+use memkit_async_runtime::memory::{MkBackpressure, MkBudget, MkBudgetGuard, MkEvictable};
 use notify::Listeners;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
@@ -83,8 +83,8 @@ pub struct MkAsyncPool<T: Send + 'static> {
 
 pub(crate) struct Shared<T> {
     idle: IdleCache<T>,
-    /// `capacity` units, one per object in use; carries the pool's policy.
-    slots: MkBudget,
+    /// `capacity` permits, one per object in use.
+    turns: MkAsyncSemaphore,
     capacity: usize,
     policy: MkBackpressure,
     counters: Arc<Counters>,
@@ -93,8 +93,6 @@ pub(crate) struct Shared<T> {
     factory: Factory<T>,
     reset: Option<Reset<T>>,
     closed: AtomicBool,
-    /// Requests waiting for a unit, woken by `close`.
-    on_close: Listeners,
     /// Requests that reserved room for a new object and wait for its bytes, woken when an
     /// object comes back (they take it instead) and by `close`.
     on_return: Listeners,
@@ -148,11 +146,6 @@ impl<T: Send + 'static> MkPoolBuilder<T> {
 
     /// The pool.
     pub fn build(self) -> MkAsyncPool<T> {
-        let slots_policy = match self.policy {
-            // The unit budget has nothing evictable: Evict on it is Fail.
-            MkBackpressure::Evict => MkBackpressure::Fail,
-            p => p,
-        };
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (budget, object_bytes) = match self.budget {
             Some((b, bytes)) => (Some(b), bytes),
@@ -160,7 +153,8 @@ impl<T: Send + 'static> MkPoolBuilder<T> {
         };
         let shared = Arc::new(Shared {
             idle: IdleCache::new(workers.min(64)),
-            slots: MkBudget::new(self.capacity).with_policy(slots_policy),
+            // More turns than the semaphore supports could never be used anyway.
+            turns: MkAsyncSemaphore::new(self.capacity.min(MkAsyncSemaphore::MAX_PERMITS)),
             capacity: self.capacity,
             policy: self.policy,
             counters: Arc::new(Counters::default()),
@@ -169,7 +163,6 @@ impl<T: Send + 'static> MkPoolBuilder<T> {
             factory: self.factory,
             reset: self.reset,
             closed: AtomicBool::new(false),
-            on_close: Listeners::default(),
             on_return: Listeners::default(),
         });
         if let Some(b) = &shared.budget {
@@ -217,15 +210,12 @@ impl<T: Send + 'static> MkAsyncPool<T> {
     /// served first). Creating an object takes its bytes with [`MkBudget::try_acquire`].
     pub fn try_acquire(&self) -> Result<MkPoolGuard<T>, MkPoolError> {
         let shared = &self.shared;
-        if shared.is_closed() {
-            return Err(MkPoolError::Closed);
-        }
-        let unit = shared
-            .slots
-            .try_acquire(1)
-            .map_err(|e| shared.unit_error(e))?;
-        match shared.take_or_reserve(&unit)? {
-            Ok(entry) => Ok(self.guard(entry, unit)),
+        let turn = shared
+            .turns
+            .try_acquire()
+            .map_err(|e| shared.turn_error(e))?;
+        match shared.take_or_reserve()? {
+            Ok(entry) => Ok(self.guard(entry, turn)),
             Err(room) => {
                 let bytes = shared
                     .budget
@@ -233,13 +223,19 @@ impl<T: Send + 'static> MkAsyncPool<T> {
                     .map(|b| b.try_acquire(shared.object_bytes))
                     .transpose()
                     .map_err(MkPoolError::Budget)?;
-                Ok(self.guard(shared.create(room, bytes), unit))
+                Ok(self.guard(shared.create(room, bytes), turn))
             }
         }
     }
 
-    pub(crate) fn guard(&self, entry: Box<Entry<T>>, unit: MkBudgetGuard) -> MkPoolGuard<T> {
-        MkPoolGuard::new(entry, unit, self.shared.clone())
+    /// A guard for `entry`; the turn now belongs to the guard.
+    pub(crate) fn guard(
+        &self,
+        entry: Box<Entry<T>>,
+        turn: MkSemaphorePermit<'_>,
+    ) -> MkPoolGuard<T> {
+        turn.keep();
+        MkPoolGuard::new(entry, self.shared.clone())
     }
 
     /// Closes the pool: requests waiting now and made later fail with
@@ -248,7 +244,7 @@ impl<T: Send + 'static> MkAsyncPool<T> {
     pub fn close(&self) {
         let shared = &self.shared;
         shared.closed.store(true, SeqCst);
-        shared.on_close.notify_all();
+        shared.turns.close();
         shared.on_return.notify_all();
         shared.idle.drain();
     }
@@ -275,7 +271,7 @@ impl<T: Send + 'static> MkAsyncPool<T> {
 
     /// Objects handed out (guards alive, and requests holding a turn).
     pub fn in_use(&self) -> usize {
-        self.shared.slots.used()
+        self.shared.in_use()
     }
 
     /// Objects ever created by the factory.
@@ -285,7 +281,7 @@ impl<T: Send + 'static> MkAsyncPool<T> {
 
     /// Requests parked until an object is returned.
     pub fn waiting(&self) -> usize {
-        self.shared.slots.waiting()
+        self.shared.turns.waiting()
     }
 
     /// The byte budget the pool's objects are charged to, if any.
@@ -307,31 +303,33 @@ impl<T> Shared<T> {
         self.closed.load(SeqCst)
     }
 
-    /// The pool error for a refused unit request.
-    pub(crate) fn unit_error(&self, e: MkAllocError) -> MkPoolError {
+    fn in_use(&self) -> usize {
+        self.turns
+            .total_permits()
+            .saturating_sub(self.turns.available_permits())
+    }
+
+    /// The pool error for a refused turn.
+    pub(crate) fn turn_error(&self, e: MkSemaphoreError) -> MkPoolError {
         match e {
-            MkAllocError::ExceedsLimit { .. } => MkPoolError::ZeroCapacity,
-            MkAllocError::TimedOut { waited, .. } => MkPoolError::TimedOut {
-                capacity: self.capacity,
-                waited,
-            },
+            MkSemaphoreError::Closed => MkPoolError::Closed,
+            MkSemaphoreError::ExceedsTotal { .. } => MkPoolError::ZeroCapacity,
             _ => MkPoolError::Exhausted {
                 capacity: self.capacity,
-                in_use: self.slots.used(),
+                in_use: self.in_use(),
             },
         }
     }
 
-    /// For a request holding a unit: an idle object, or room to create one.
+    /// For a request holding a turn: an idle object, or room to create one.
     ///
-    /// One of the two always exists for a unit holder: live objects are at most `capacity`,
-    /// every object out of the cache is held by a unit holder, and guards return their object
-    /// before their unit. A miss therefore means an object is moving (between a slot and the
+    /// One of the two always exists for a turn holder: live objects are at most `capacity`,
+    /// every object out of the cache is held by a turn holder, and guards return their object
+    /// before their turn. A miss therefore means an object is moving (between a slot and the
     /// shared queue, or to an evictor that has not yet given its room back), which completes
     /// within a few instructions: retry. Fails only if the pool is closed meanwhile.
     pub(crate) fn take_or_reserve(
         &self,
-        _unit: &MkBudgetGuard,
     ) -> Result<Result<Box<Entry<T>>, Reservation>, MkPoolError> {
         let mut spins = 0u32;
         loop {

@@ -38,11 +38,11 @@ impl Request {
             None => match sem.try_take(self.n) {
                 Err(MkSemaphoreError::NoPermits { .. }) => {
                     match sem.waiters.enqueue(sem, self.n, cx.waker()) {
-                        Ok(waiter) => {
-                            let out = waiter.poll(cx);
+                        Ok(Some(waiter)) => {
                             self.waiter = Some(waiter);
-                            ready!(out)
+                            return Poll::Pending;
                         }
+                        Ok(None) => Ok(()),
                         Err(e) => Err(e),
                     }
                 }

@@ -22,6 +22,14 @@ pub struct MkOwnedSemaphorePermit {
 }
 
 impl MkSemaphorePermit<'_> {
+    /// Keeps the permits taken without a permit value; the caller releases them later with
+    /// `MkAsyncSemaphore::release` (the pool does, when its guard drops).
+    pub(crate) fn keep(self) -> usize {
+        let n = self.permits;
+        std::mem::forget(self);
+        n
+    }
+
     /// Permits held.
     pub fn num_permits(&self) -> usize {
         self.permits

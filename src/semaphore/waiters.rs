@@ -80,13 +80,14 @@ impl Waiter {
 
 impl WaitList {
     /// Queues a request for `needed` permits and serves the queue at once, so permits released
-    /// just before are not missed.
+    /// just before are not missed. `Ok(None)` if it was served at once (it then holds its
+    /// permits), else the queued waiter, whose waker is `waker`.
     pub(super) fn enqueue(
         &self,
         sem: &MkAsyncSemaphore,
         needed: usize,
         waker: &Waker,
-    ) -> Result<Arc<Waiter>, MkSemaphoreError> {
+    ) -> Result<Option<Arc<Waiter>>, MkSemaphoreError> {
         let mut wakers = Wakers::new();
         let waiter = {
             let mut queue = lock(&self.queue);
@@ -106,10 +107,22 @@ impl WaitList {
             queue.push_back(waiter.clone());
             sem.queued.fetch_add(1, SeqCst);
             serve_locked(sem, &mut queue, &mut wakers);
-            waiter
+            // Pushed last and only `serve_locked` removed anything: gone means granted.
+            let queued = queue.back().is_some_and(|w| Arc::ptr_eq(w, &waiter));
+            queued.then_some(waiter)
         };
-        wake(wakers);
-        Ok(waiter)
+        match waiter {
+            Some(waiter) => {
+                wake(wakers);
+                Ok(Some(waiter))
+            }
+            None => {
+                // Our own waker is among `wakers`: no need to wake ourselves.
+                wakers.retain(|w| !w.will_wake(waker));
+                wake(wakers);
+                Ok(None)
+            }
+        }
     }
 
     /// Hands available permits to the queue, head first.

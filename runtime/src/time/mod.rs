@@ -1,4 +1,4 @@
-//! Time: the minimal timer that budget timeouts need.
+//! Time: the minimal timer that budget and pool timeouts need.
 //!
 //! One process-wide timer thread, started on first use and asleep (no CPU) whenever no timer is
 //! pending, fires wakers at their deadlines. The timer wheel driven by the workers replaces its
@@ -6,4 +6,4 @@
 
 mod timer;
 
-pub(crate) use timer::Delay;
+pub use timer::Delay;

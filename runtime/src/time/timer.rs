@@ -82,14 +82,16 @@ fn run(queue: &Queue) {
     }
 }
 
-/// A future that completes at `deadline`.
-pub(crate) struct Delay {
+/// A future that completes at its deadline; it costs no CPU while pending (a process-wide timer
+/// thread wakes it). Dropping it cancels the timer.
+pub struct Delay {
     deadline: Instant,
     key: Option<Key>,
 }
 
 impl Delay {
-    pub(crate) fn until(deadline: Instant) -> Delay {
+    /// A delay that completes at `deadline` (at once if it has passed).
+    pub fn until(deadline: Instant) -> Delay {
         Delay {
             deadline,
             key: None,
