@@ -527,3 +527,89 @@ fn many_tasks_on_all_workers_never_exceed_capacity_and_account_to_zero() {
         assert_eq!((census.alive(), budget.used()), (0, 0));
     });
 }
+
+#[test]
+fn requests_dropped_or_timed_out_under_contention_account_to_zero() {
+    use futures::FutureExt;
+    with_timeout(DEADLINE * 3, || {
+        let rt = runtime(2);
+        let census = Census::default();
+        let budget = MkBudget::new(3 * 100);
+        let pool = MkAsyncPool::builder(3, census.factory())
+            .policy(MkBackpressure::Timeout(Duration::from_millis(1)))
+            .budget(budget.clone(), 100)
+            .build();
+        let timed_out = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let (pool, timed_out) = (pool.clone(), timed_out.clone());
+                rt.spawn(async move {
+                    for j in 0..200 {
+                        if (i + j) % 3 == 0 {
+                            // Polled once and dropped: queued, maybe granted, withdrawn.
+                            drop(pool.acquire().now_or_never());
+                            continue;
+                        }
+                        match pool.acquire().await {
+                            Ok(guard) => {
+                                memkit_async::task::yield_now().await;
+                                drop(guard);
+                            }
+                            Err(MkPoolError::TimedOut { capacity: 3, .. }) => {
+                                timed_out.fetch_add(1, SeqCst);
+                            }
+                            Err(e) => panic!("unexpected {e:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            rt.block_on(t).unwrap();
+        }
+        assert_eq!((pool.in_use(), pool.waiting(), budget.waiting()), (0, 0, 0));
+        assert!(census.created.get() <= 3 && pool.live() <= 3);
+        assert_eq!(budget.used(), pool.live() * 100);
+        pool.close();
+        assert_eq!((census.alive(), budget.used(), pool.live()), (0, 0, 0));
+    });
+}
+
+#[test]
+fn close_during_contention_ends_every_request_without_a_hang() {
+    with_timeout(DEADLINE, || {
+        let rt = runtime(2);
+        let (pool, census) = pool(2, MkBackpressure::Wait);
+        let closed = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (pool, closed) = (pool.clone(), closed.clone());
+                rt.spawn(async move {
+                    loop {
+                        match pool.acquire().await {
+                            Ok(g) => {
+                                memkit_async::task::yield_now().await;
+                                drop(g);
+                            }
+                            Err(MkPoolError::Closed) => {
+                                closed.fetch_add(1, SeqCst);
+                                return;
+                            }
+                            Err(e) => panic!("unexpected {e:?}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        wait_until("objects circulate", || {
+            pool.created() == 2 && pool.waiting() > 0
+        });
+        pool.close();
+        for t in tasks {
+            rt.block_on(t).unwrap();
+        }
+        assert_eq!(closed.load(SeqCst), 16);
+        assert_eq!((pool.live(), census.alive()), (0, 0));
+        assert_all_dropped(pool, &census);
+    });
+}

@@ -263,3 +263,36 @@ fn many_tasks_on_all_workers_never_hold_more_than_the_permits() {
         assert_eq!((sem.available_permits(), sem.waiting()), (3, 0));
     });
 }
+
+#[test]
+fn requests_dropped_mid_wait_under_contention_never_leak_permits() {
+    use futures::FutureExt;
+    with_timeout(DEADLINE * 3, || {
+        let rt = runtime(2);
+        let sem = Arc::new(MkAsyncSemaphore::new(4));
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let sem = sem.clone();
+                rt.spawn(async move {
+                    let mut served = 0;
+                    for j in 0..300 {
+                        let n = 1 + (i + j) % 4;
+                        if j % 2 == 0 {
+                            // Polled once, then dropped: queued (and maybe served) and withdrawn.
+                            served += usize::from(sem.acquire_many(n).now_or_never().is_some());
+                        } else {
+                            let p = sem.acquire_many(n).await.unwrap();
+                            memkit_async::task::yield_now().await;
+                            drop(p);
+                            served += 1;
+                        }
+                    }
+                    served
+                })
+            })
+            .collect();
+        let served: usize = tasks.into_iter().map(|t| rt.block_on(t).unwrap()).sum();
+        assert!(served >= 32 * 150);
+        assert_eq!((sem.available_permits(), sem.waiting()), (4, 0));
+    });
+}
