@@ -1,6 +1,5 @@
 //! The futures of `MkAsyncSemaphore::acquire*`.
 
-use super::waiters::Waiter;
 use super::{MkAsyncSemaphore, MkOwnedSemaphorePermit, MkSemaphoreError, MkSemaphorePermit};
 use std::fmt;
 use std::future::Future;
@@ -11,7 +10,8 @@ use std::task::{ready, Context, Poll};
 /// One request for `n` permits: tries the atomic word, else queues.
 struct Request {
     n: usize,
-    waiter: Option<Arc<Waiter>>,
+    /// The wait-list slot this request owns while queued.
+    waiter: Option<usize>,
     done: bool,
 }
 
@@ -33,13 +33,13 @@ impl Request {
             !self.done,
             "semaphore acquire future polled after it completed"
         );
-        let out = match &self.waiter {
-            Some(waiter) => ready!(waiter.poll(cx)),
+        let out = match self.waiter {
+            Some(key) => ready!(sem.waiters.poll(key, cx)),
             None => match sem.try_take(self.n) {
                 Err(MkSemaphoreError::NoPermits { .. }) => {
                     match sem.waiters.enqueue(sem, self.n, cx.waker()) {
-                        Ok(Some(waiter)) => {
-                            self.waiter = Some(waiter);
+                        Ok(Some(key)) => {
+                            self.waiter = Some(key);
                             return Poll::Pending;
                         }
                         Ok(None) => Ok(()),
@@ -55,8 +55,8 @@ impl Request {
     }
 
     fn cancel(&mut self, sem: &MkAsyncSemaphore) {
-        if let Some(waiter) = self.waiter.take() {
-            sem.waiters.cancel(sem, &waiter);
+        if let Some(key) = self.waiter.take() {
+            sem.waiters.cancel(sem, key);
         }
     }
 }

@@ -1,33 +1,39 @@
 //! The FIFO of requests waiting for semaphore permits.
 //!
-//! Invariants, all under the list lock: a request in the list is `Queued`; it leaves the list
-//! exactly once, as `Granted` (it holds `needed` permits), `Closed` or `ExceedsTotal` (its
-//! partial permits went back), or `Cancelled` (its future was dropped; permits it held went
-//! back). While requests are queued the atomic word is kept empty: `serve` moves every available
-//! permit to the head, so no later request can take permits the head is collecting.
-//! Lock order: list, then a waiter's state. Wakers are called with no lock held.
+//! Every waiting request's state lives in a slab under the list's one lock, so queueing
+//! allocates nothing once the slab has grown to the number of concurrent waiters, and a request
+//! is identified by its slab index.
+//!
+//! Invariants, all under the lock: a slot is owned by one request from `enqueue` until that
+//! request takes its outcome (`poll` returns `Ready`) or withdraws (`cancel`); only the owner
+//! frees it, so an index never names another request's slot. A slot in the queue is `Queued`;
+//! it leaves the queue exactly once, as `Granted` (it holds `needed` permits), `Closed` or
+//! `ExceedsTotal` (its partial permits went back), or by `cancel` (permits it held went back).
+//! While requests are queued the atomic word is kept empty: `serve` moves every available
+//! permit to the head, so no later request can take permits the head is collecting. Wakers are
+//! called with no lock held.
 
 use super::{MkAsyncSemaphore, MkSemaphoreError};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[derive(Default)]
 pub(super) struct WaitList {
-    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    inner: Mutex<Inner>,
 }
 
-pub(super) struct Waiter {
+#[derive(Default)]
+struct Inner {
+    /// Slab indices of queued requests, oldest first.
+    queue: VecDeque<usize>,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+}
+
+struct Slot {
     needed: usize,
-    state: Mutex<WaiterState>,
-}
-
-struct WaiterState {
     /// Permits handed to this request so far (all of them once `Granted`).
     assigned: usize,
     status: Status,
@@ -36,13 +42,11 @@ struct WaiterState {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
+    Free,
     Queued,
     Granted,
     Closed,
     ExceedsTotal(usize),
-    Cancelled,
-    /// The future took the outcome.
-    Done,
 }
 
 type Wakers = Vec<Waker>;
@@ -51,84 +55,92 @@ fn wake(wakers: Wakers) {
     wakers.into_iter().for_each(Waker::wake);
 }
 
-impl Waiter {
-    /// The outcome once decided; `Pending` (with the waker refreshed) while queued.
-    pub(super) fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<(), MkSemaphoreError>> {
-        let mut st = lock(&self.state);
-        let out = match st.status {
+impl WaitList {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a request for `needed` permits and serves the queue at once, so permits released
+    /// just before are not missed. `Ok(None)` if it was served at once (it then holds its
+    /// permits), else its slot, to poll with `waker` registered.
+    pub(super) fn enqueue(
+        &self,
+        sem: &MkAsyncSemaphore,
+        needed: usize,
+        waker: &Waker,
+    ) -> Result<Option<usize>, MkSemaphoreError> {
+        let mut wakers = Wakers::new();
+        let key = {
+            let mut inner = self.lock();
+            // Under the lock: `close` and `forget` change these before taking it.
+            if sem.is_closed() {
+                return Err(MkSemaphoreError::Closed);
+            }
+            sem.check_total(needed)?;
+            let slot = Slot {
+                needed,
+                assigned: 0,
+                status: Status::Queued,
+                waker: None,
+            };
+            let key = match inner.free.pop() {
+                Some(k) => {
+                    inner.slots[k] = slot;
+                    k
+                }
+                None => {
+                    inner.slots.push(slot);
+                    inner.slots.len() - 1
+                }
+            };
+            inner.queue.push_back(key);
+            sem.queued.fetch_add(1, SeqCst);
+            inner.serve(sem, &mut wakers);
+            if inner.slots[key].status == Status::Granted {
+                inner.release_slot(key);
+                None
+            } else {
+                inner.slots[key].waker = Some(waker.clone());
+                Some(key)
+            }
+        };
+        wake(wakers);
+        Ok(key)
+    }
+
+    /// The outcome once decided (the slot is then freed); `Pending` with the waker refreshed
+    /// while queued.
+    pub(super) fn poll(
+        &self,
+        key: usize,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), MkSemaphoreError>> {
+        let mut inner = self.lock();
+        let slot = &mut inner.slots[key];
+        let out = match slot.status {
             Status::Queued => {
-                match &st.waker {
+                match &slot.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => st.waker = Some(cx.waker().clone()),
+                    _ => slot.waker = Some(cx.waker().clone()),
                 }
                 return Poll::Pending;
             }
             Status::Granted => Ok(()),
             Status::Closed => Err(MkSemaphoreError::Closed),
             Status::ExceedsTotal(total) => Err(MkSemaphoreError::ExceedsTotal {
-                requested: self.needed,
+                requested: slot.needed,
                 total,
             }),
-            Status::Cancelled | Status::Done => {
-                unreachable!("a semaphore request is polled only until it completes")
-            }
+            Status::Free => unreachable!("a request polls only the slot it owns"),
         };
-        st.status = Status::Done;
+        inner.release_slot(key);
         Poll::Ready(out)
-    }
-}
-
-impl WaitList {
-    /// Queues a request for `needed` permits and serves the queue at once, so permits released
-    /// just before are not missed. `Ok(None)` if it was served at once (it then holds its
-    /// permits), else the queued waiter, whose waker is `waker`.
-    pub(super) fn enqueue(
-        &self,
-        sem: &MkAsyncSemaphore,
-        needed: usize,
-        waker: &Waker,
-    ) -> Result<Option<Arc<Waiter>>, MkSemaphoreError> {
-        let mut wakers = Wakers::new();
-        let waiter = {
-            let mut queue = lock(&self.queue);
-            // Under the lock: `close` and `forget` change these before taking it.
-            if sem.is_closed() {
-                return Err(MkSemaphoreError::Closed);
-            }
-            sem.check_total(needed)?;
-            let waiter = Arc::new(Waiter {
-                needed,
-                state: Mutex::new(WaiterState {
-                    assigned: 0,
-                    status: Status::Queued,
-                    waker: Some(waker.clone()),
-                }),
-            });
-            queue.push_back(waiter.clone());
-            sem.queued.fetch_add(1, SeqCst);
-            serve_locked(sem, &mut queue, &mut wakers);
-            // Pushed last and only `serve_locked` removed anything: gone means granted.
-            let queued = queue.back().is_some_and(|w| Arc::ptr_eq(w, &waiter));
-            queued.then_some(waiter)
-        };
-        match waiter {
-            Some(waiter) => {
-                wake(wakers);
-                Ok(Some(waiter))
-            }
-            None => {
-                // Our own waker is among `wakers`: no need to wake ourselves.
-                wakers.retain(|w| !w.will_wake(waker));
-                wake(wakers);
-                Ok(None)
-            }
-        }
     }
 
     /// Hands available permits to the queue, head first.
     pub(super) fn serve(&self, sem: &MkAsyncSemaphore) {
         let mut wakers = Wakers::new();
-        serve_locked(sem, &mut lock(&self.queue), &mut wakers);
+        self.lock().serve(sem, &mut wakers);
         wake(wakers);
     }
 
@@ -136,15 +148,15 @@ impl WaitList {
     pub(super) fn close(&self, sem: &MkAsyncSemaphore) {
         let mut wakers = Wakers::new();
         {
-            let mut queue = lock(&self.queue);
-            let n = queue.len();
-            for waiter in queue.drain(..) {
-                let mut st = lock(&waiter.state);
-                sem.put_back(std::mem::take(&mut st.assigned));
-                st.status = Status::Closed;
-                wakers.extend(st.waker.take());
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            sem.queued.fetch_sub(inner.queue.len(), SeqCst);
+            for key in inner.queue.drain(..) {
+                let slot = &mut inner.slots[key];
+                sem.put_back(std::mem::take(&mut slot.assigned));
+                slot.status = Status::Closed;
+                wakers.extend(slot.waker.take());
             }
-            sem.queued.fetch_sub(n, SeqCst);
         }
         wake(wakers);
     }
@@ -153,81 +165,81 @@ impl WaitList {
     pub(super) fn fail_above_total(&self, sem: &MkAsyncSemaphore) {
         let mut wakers = Wakers::new();
         {
-            let mut queue = lock(&self.queue);
+            let mut guard = self.lock();
+            let inner = &mut *guard;
             let total = sem.total_permits();
-            let before = queue.len();
-            queue.retain(|waiter| {
-                if waiter.needed <= total {
+            let before = inner.queue.len();
+            let slots = &mut inner.slots;
+            inner.queue.retain(|&key| {
+                let slot = &mut slots[key];
+                if slot.needed <= total {
                     return true;
                 }
-                let mut st = lock(&waiter.state);
-                sem.put_back(std::mem::take(&mut st.assigned));
-                st.status = Status::ExceedsTotal(total);
-                wakers.extend(st.waker.take());
+                sem.put_back(std::mem::take(&mut slot.assigned));
+                slot.status = Status::ExceedsTotal(total);
+                wakers.extend(slot.waker.take());
                 false
             });
-            sem.queued.fetch_sub(before - queue.len(), SeqCst);
+            sem.queued.fetch_sub(before - inner.queue.len(), SeqCst);
             // A new head may be servable now.
-            serve_locked(sem, &mut queue, &mut wakers);
+            inner.serve(sem, &mut wakers);
         }
         wake(wakers);
     }
 
-    /// Withdraws a dropped request: it leaves the queue, and permits it held go back.
-    pub(super) fn cancel(&self, sem: &MkAsyncSemaphore, waiter: &Arc<Waiter>) {
+    /// Withdraws a dropped request: it leaves the queue, permits it held go back, and its slot
+    /// is freed.
+    pub(super) fn cancel(&self, sem: &MkAsyncSemaphore, key: usize) {
         let mut wakers = Wakers::new();
         {
-            let mut queue = lock(&self.queue);
-            let mut st = lock(&waiter.state);
-            let give_back = match st.status {
-                Status::Queued => {
-                    if let Some(pos) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) {
-                        queue.remove(pos);
-                        sem.queued.fetch_sub(1, SeqCst);
-                    }
-                    std::mem::take(&mut st.assigned)
+            let mut inner = self.lock();
+            if inner.slots[key].status == Status::Queued {
+                if let Some(pos) = inner.queue.iter().position(|&k| k == key) {
+                    inner.queue.remove(pos);
+                    sem.queued.fetch_sub(1, SeqCst);
                 }
-                // Granted but never observed by its future: the permits are still ours.
-                Status::Granted => std::mem::take(&mut st.assigned),
-                _ => 0,
-            };
-            st.status = Status::Cancelled;
-            drop(st);
-            sem.put_back(give_back);
+            }
+            // Queued: partial permits; granted but never observed: all of them.
+            sem.put_back(std::mem::take(&mut inner.slots[key].assigned));
+            inner.release_slot(key);
             // The next request may now be servable (with these permits, or because the head
             // it queued behind is gone).
-            serve_locked(sem, &mut queue, &mut wakers);
+            inner.serve(sem, &mut wakers);
         }
         wake(wakers);
     }
 }
 
-/// Moves every available permit to the queued requests in order: each head is granted once it
-/// has collected all it needs; what is left goes back to the atomic word.
-fn serve_locked(
-    sem: &MkAsyncSemaphore,
-    queue: &mut MutexGuard<'_, VecDeque<Arc<Waiter>>>,
-    wakers: &mut Wakers,
-) {
-    if queue.is_empty() {
-        return;
+impl Inner {
+    fn release_slot(&mut self, key: usize) {
+        let slot = &mut self.slots[key];
+        slot.status = Status::Free;
+        slot.waker = None;
+        self.free.push(key);
     }
-    let mut available = sem.take_all();
-    while let Some(head) = queue.front() {
-        let mut st = lock(&head.state);
-        let missing = head.needed - st.assigned;
-        if available < missing {
-            st.assigned += available;
-            available = 0;
-            break;
+
+    /// Moves every available permit to the queued requests in order: each head is granted once
+    /// it has collected all it needs; what is left goes back to the atomic word.
+    fn serve(&mut self, sem: &MkAsyncSemaphore, wakers: &mut Wakers) {
+        if self.queue.is_empty() {
+            return;
         }
-        available -= missing;
-        st.assigned = head.needed;
-        st.status = Status::Granted;
-        wakers.extend(st.waker.take());
-        drop(st);
-        queue.pop_front();
-        sem.queued.fetch_sub(1, SeqCst);
+        let mut available = sem.take_all();
+        while let Some(&key) = self.queue.front() {
+            let slot = &mut self.slots[key];
+            let missing = slot.needed - slot.assigned;
+            if available < missing {
+                slot.assigned += available;
+                available = 0;
+                break;
+            }
+            available -= missing;
+            slot.assigned = slot.needed;
+            slot.status = Status::Granted;
+            wakers.extend(slot.waker.take());
+            self.queue.pop_front();
+            sem.queued.fetch_sub(1, SeqCst);
+        }
+        sem.put_back(available);
     }
-    sem.put_back(available);
 }
