@@ -16,13 +16,22 @@
 //! ```
 #![warn(missing_docs)]
 
+mod barrier;
 mod channel;
+mod pool;
+mod semaphore;
 mod task_local;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+pub use barrier::{MkAsyncBarrier, MkBarrierWait, MkBarrierWaitResult};
 pub use channel::{
     MkAsyncChannel, MkAsyncReceiver, MkAsyncSender, MkSendError, MkTryRecvError, MkTrySendError,
+};
+pub use pool::{MkAsyncPool, MkPoolAcquire, MkPoolBuilder, MkPoolError, MkPoolGuard};
+pub use semaphore::{
+    MkAsyncSemaphore, MkOwnedSemaphorePermit, MkSemaphoreAcquire, MkSemaphoreAcquireOwned,
+    MkSemaphoreError, MkSemaphorePermit,
 };
 pub use task_local::{MkTaskLocal, MkTaskLocalError, MkTaskLocalFuture};
 
