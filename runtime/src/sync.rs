@@ -14,17 +14,22 @@ pub(crate) use std::sync::{
     Mutex, MutexGuard,
 };
 
-/// Completes, for loom, one side of a store-buffer pattern: each side makes a `SeqCst` write to
-/// one atomic, then a `SeqCst` read of the other's, and the total order of `SeqCst` accesses
-/// guarantees that one side sees the other. Loom models `SeqCst` accesses as only `AcqRel` (its
-/// README lists this; it would report wake-ups lost that cannot be lost) but models `SeqCst`
-/// fences exactly, so the loom build puts one between the write and the read. Elsewhere it
-/// compiles to nothing: the accesses already give the guarantee, and a fence would cost every
-/// release about 5 ns.
+/// Reads `counter` where it is the read half of a store-buffer pattern: one side makes a
+/// `SeqCst` write to `counter` and then reads another atomic, the other side (the caller)
+/// writes that atomic and then reads `counter`, and the total order of `SeqCst` accesses
+/// guarantees that at least one side sees the other's write. Loom models `SeqCst` accesses as
+/// only `AcqRel` (its README lists this) and would report lost wake-ups that cannot happen, so
+/// the loom build reads with an RMW instead, which always sees the latest write and
+/// synchronizes through `counter` alone; a `SeqCst` fence would do too, but would also order
+/// unrelated accesses and hide missing orderings elsewhere from the models. Elsewhere it is a
+/// plain `SeqCst` load: an RMW or a fence would cost every release about 5 ns.
 #[inline(always)]
-pub(crate) fn store_buffer_fence_for_loom() {
-    #[cfg(loom)]
-    fence(Ordering::SeqCst);
+pub(crate) fn load_store_buffered(counter: &AtomicUsize) -> usize {
+    if cfg!(loom) {
+        counter.fetch_add(0, Ordering::SeqCst)
+    } else {
+        counter.load(Ordering::SeqCst)
+    }
 }
 
 /// Locks `mutex`, ignoring poisoning: the engine never panics while holding its own locks, and

@@ -150,6 +150,8 @@ fn loom_budget_timeout_racing_release() {
                     limit: 10,
                     ..
                 })) => {
+                    // It left the queue as it gave up: at most the other request is counted.
+                    assert!(b.waiting() <= 1, "{b:?}");
                     TIMEOUT_EXPIRED.fetch_add(1, SeqCst);
                 }
                 other => panic!("a request past its deadline must be settled: {other:?}"),
@@ -180,6 +182,8 @@ fn loom_budget_cancel_racing_release() {
         let releaser = thread::spawn(move || drop(held));
         let waiter = thread::spawn(move || drop(served(next, 6)));
         drop(head);
+        // The withdrawn head left the queue (or was already served): at most `next` is counted.
+        assert!(budget.waiting() <= 1, "{budget:?}");
         releaser.join().unwrap();
         waiter.join().unwrap();
         assert_settled(&budget, 10);
