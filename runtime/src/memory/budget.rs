@@ -11,11 +11,10 @@
 use super::guard::MkBudgetGuard;
 use super::wait::{Acquire, Waiter};
 use super::{MkAllocError, MkBackpressure, MkEvictable};
-use crate::sync::lock_std as lock;
+use crate::sync::{lock, AtomicUsize, Mutex, Ordering::SeqCst};
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 
 /// A shareable byte limit with a [`MkBackpressure`] policy.
 ///

@@ -16,10 +16,10 @@
 
 use super::chunk_pool::{ChunkMem, ChunkPool};
 use super::MkBudgetGuard;
+use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
 use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
 use std::sync::Arc;
 
 pub(crate) struct Chunk {

@@ -3,7 +3,7 @@
 use super::budget::MkBudget;
 use super::guard::MkBudgetGuard;
 use super::MkAllocError;
-use crate::sync::lock_std as lock;
+use crate::sync::lock;
 use std::sync::{Arc, Weak};
 
 /// A consumer of budget memory (a cache, a buffer, a pool's idle objects) that can drop entries

@@ -12,6 +12,10 @@ mod error;
 mod evict;
 mod frame;
 mod guard;
+#[cfg(all(test, loom))]
+mod loom_budget;
+#[cfg(all(test, loom))]
+mod loom_chunk;
 mod owned;
 mod policy;
 mod scope;

@@ -14,13 +14,13 @@ use super::guard::MkBudgetGuard;
 use super::{MkAllocError, MkBackpressure};
 use crate::context;
 use crate::runtime::Handle;
-use crate::sync::lock_std as lock;
+use crate::sync::{lock, Mutex};
 use crate::task::Id;
 use crate::time::{sleep_until, Sleep};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 

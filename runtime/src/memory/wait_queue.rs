@@ -7,15 +7,14 @@
 
 use super::budget::MkBudget;
 use super::wait::Waiter;
-use crate::sync::lock_std as lock;
-use std::sync::atomic::Ordering::SeqCst;
+use crate::sync::{load_store_buffered, lock, Ordering::SeqCst};
 use std::sync::Arc;
 
 impl MkBudget {
     pub(super) fn serve_if_waiting(&self) {
         // Pairs with the `SeqCst` increment in `enqueue`: either we see the waiter, or it sees
         // the released bytes when it re-checks.
-        if self.inner.num_waiting.load(SeqCst) > 0 {
+        if load_store_buffered(&self.inner.num_waiting) > 0 {
             self.serve_waiters();
         }
     }
