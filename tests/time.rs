@@ -32,8 +32,11 @@ fn timers_fire_in_deadline_order_never_early_and_with_bounded_lateness() {
         let rt = runtime(2);
         let _enter = rt.enter();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let start = Instant::now();
-        // 300 timers, deadlines 0..150 ms in a scrambled order, several per millisecond.
+        // Deadlines start 200 ms out, so registering all 300 (slow under sanitizers) never
+        // outruns the first one.
+        let start = Instant::now() + Duration::from_millis(200);
+        // 300 timers, deadlines 0..150 ms after `start` in a scrambled order, several per
+        // millisecond.
         let offsets: Vec<u64> = (0..300u64).map(|i| (i * 37) % 150 + 1).collect();
         let mut sleeps: Vec<_> = offsets
             .iter()
