@@ -5,7 +5,8 @@
 //!   use of it and of its chunks' owner-only counters; it is never a task's current arena, so
 //!   every free of a cached value takes chunk.rs's remote path.
 //! - Eviction never waits for the arena mutex (it only `try_lock`s it): an insert holding that
-//!   mutex may itself be the request that asked for eviction.
+//!   mutex may itself be the request that asked for eviction. A chunk release that finds the
+//!   mutex taken is left as a request that the holder serves right after unlocking.
 //! - Entries are dropped outside the table mutex: dropping releases budget bytes, which serves
 //!   waiters.
 
@@ -22,7 +23,8 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::poll_fn;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering::{self, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
@@ -61,6 +63,8 @@ pub struct MkAsyncCache<K, V> {
 struct Inner<K, V> {
     budget: MkBudget,
     arena: Mutex<Box<Arena>>,
+    /// A removal emptied entries while an insert held `arena`: give back its empty chunk.
+    release_requested: AtomicBool,
     table: Mutex<Table<K, V>>,
     evicted: AtomicU64,
 }
@@ -104,6 +108,7 @@ where
         let inner = Arc::new(Inner {
             budget: budget.clone(),
             arena: Mutex::new(Arena::new(budget.clone(), pool, Mode::Counted)),
+            release_requested: AtomicBool::new(false),
             table: Mutex::new(Table {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
@@ -130,13 +135,15 @@ where
         };
         let mut acquire = None;
         let block = poll_fn(|cx| {
-            let arena = lock(&self.inner.arena);
-            let mut res = poll_block(&arena, Layout::new::<V>(), &mut acquire, cx);
-            if let Err(MkAllocError::CapacityReached { .. }) = res {
-                // Eviction may have emptied the chunk this insert holds: reuse it.
-                acquire = None;
-                res = poll_block(&arena, Layout::new::<V>(), &mut acquire, cx);
-            }
+            let res = self.inner.with_arena(|arena| {
+                let res = poll_block(arena, Layout::new::<V>(), &mut acquire, cx);
+                if let Err(MkAllocError::CapacityReached { .. }) = res {
+                    // Eviction may have emptied the chunk this insert holds: reuse it.
+                    acquire = None;
+                    return poll_block(arena, Layout::new::<V>(), &mut acquire, cx);
+                }
+                res
+            });
             match res {
                 Ok(poll) => poll.map(Ok),
                 Err(err) => Poll::Ready(Err(err)),
@@ -157,14 +164,13 @@ where
             0 => None,
             n => Some(self.inner.budget.try_acquire(n)?),
         };
-        let block = {
-            let arena = lock(&self.inner.arena);
+        let block = self.inner.with_arena(|arena| {
             match arena.try_alloc(Layout::new::<V>()) {
                 // Eviction may have emptied the chunk this insert holds: reuse it.
                 Err(MkAllocError::CapacityReached { .. }) => arena.try_alloc(Layout::new::<V>()),
                 res => res,
-            }?
-        };
+            }
+        })?;
         // SAFETY: the block is fresh and laid out for `V`.
         let value = unsafe { MkAsyncBox::write(block, value) };
         Ok(self.put(key, value, extra))
@@ -318,11 +324,32 @@ impl<K: Eq + Hash, V> Table<K, V> {
 }
 
 impl<K, V> Inner<K, V> {
-    /// Gives the arena's current chunk back if nothing in it is alive (after the cache emptied),
-    /// unless an insert holds the arena (it reuses or retires the chunk itself).
+    /// Runs `f` with the arena locked, then serves release requests made meanwhile.
+    fn with_arena<R>(&self, f: impl FnOnce(&Arena) -> R) -> R {
+        let out = f(&lock(&self.arena));
+        self.serve_release_requests();
+        out
+    }
+
+    /// Gives the arena's current chunk back if nothing in it is alive (after removals emptied
+    /// it), now or, if an insert holds the arena, as soon as that insert lets go of it: a
+    /// waiting insert may be queued for exactly those bytes.
     fn release_unused_chunk(&self) {
-        if let Ok(arena) = self.arena.try_lock() {
-            arena.release_current_if_empty();
+        self.release_requested.store(true, SeqCst);
+        self.serve_release_requests();
+    }
+
+    /// Whoever sets the request retries the lock after setting it, and whoever holds the lock
+    /// checks the request after unlocking: one of them always serves it. Never waits for the
+    /// lock, because eviction runs inside an insert that holds it.
+    fn serve_release_requests(&self) {
+        while self.release_requested.load(SeqCst) {
+            let Ok(arena) = self.arena.try_lock() else {
+                return;
+            };
+            if self.release_requested.swap(false, SeqCst) {
+                arena.release_current_if_empty();
+            }
         }
     }
 }
