@@ -125,11 +125,17 @@ fn a_task_waiting_for_admission_is_not_polled_and_can_be_aborted() {
 
         let (probe0, first) = &queued[0];
         first.abort();
-        wait_until("the aborted task leaves the queues", || {
-            m.tasks_awaiting_admission() == 1 && m.memory_waiting() == 1
-        });
-        assert_eq!(probe0.polls.get(), 0);
-        assert_eq!(probe0.drops.get(), 1, "its future is dropped unpolled");
+        // The worker running the abort leaves the queues just before it drops the future:
+        // wait for both.
+        wait_until(
+            "the aborted task leaves the queues and its future is dropped",
+            || {
+                m.tasks_awaiting_admission() == 1
+                    && m.memory_waiting() == 1
+                    && probe0.drops.get() == 1
+            },
+        );
+        assert_eq!(probe0.polls.get(), 0, "its future is dropped unpolled");
 
         gate.open();
         rt.block_on(holder).unwrap();

@@ -79,7 +79,7 @@ async fn migrate_once(seed: usize) -> Attempt {
 
 #[test]
 fn arena_data_stays_valid_when_the_task_moves_to_another_worker() {
-    with_timeout(Duration::from_secs(60), || {
+    with_timeout(DEADLINE * 6, || {
         let rt = runtime_with_limit(2, 1 << 20);
         let mut migrations = 0;
         for attempt in 0..20 {

@@ -343,6 +343,30 @@ fn a_guard_dropped_in_another_thread_or_task_returns_its_object() {
     });
 }
 
+/// An object returned on a worker waits in that worker's slot and is taken back from it. The
+/// slot once stored the box as an integer (`AtomicCell<Option<Box<_>>>`), so the box taken back
+/// had no provenance: undefined behaviour that Miri reports on the second acquire.
+#[test]
+fn an_object_taken_back_from_a_worker_slot_keeps_its_provenance() {
+    with_timeout(DEADLINE, || {
+        let rt = runtime(1);
+        let (pool, census) = pool(1, MkBackpressure::Wait);
+        let p = pool.clone();
+        let ids = rt.block_on(rt.spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..3 {
+                let guard = p.acquire().await.unwrap();
+                ids.push(guard.id);
+                drop(guard); // into this worker's slot
+            }
+            ids
+        }));
+        assert_eq!(ids.unwrap(), [1, 1, 1]);
+        assert_eq!((pool.created(), pool.in_use(), pool.live()), (1, 0, 1));
+        assert_all_dropped(pool, &census);
+    });
+}
+
 #[test]
 fn a_dropped_waiting_request_passes_its_turn_to_the_next() {
     let (pool, census) = pool(1, MkBackpressure::Wait);

@@ -6,16 +6,33 @@
 //! swap each way, on a cache line no other worker writes. Returns off the workers, and objects
 //! displaced from a slot, go to the shared queue. When a worker's slot and the queue are empty,
 //! the other workers' slots are searched before the caller concludes nothing is idle.
+//!
+//! Invariant (the unsafe code relies on it): a slot is null or holds a pointer from
+//! `Box::into_raw` that the slot alone owns; only [`swap_slot`] writes or takes it, with one
+//! atomic swap, so exactly one caller gets each pointer back and turns it into a `Box` again.
+//! The slot is an `AtomicPtr`, not an `AtomicCell<Option<Box<_>>>`: the latter stores the
+//! pointer as an integer and hands back a box without provenance, which is undefined behaviour.
 
 use super::entry::Entry;
 use crossbeam_deque::{Injector, Steal};
-use crossbeam_utils::atomic::AtomicCell;
 use crossbeam_utils::CachePadded;
 use memkit_async_runtime::runtime::worker_index;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering::AcqRel};
 
 type Boxed<T> = Box<Entry<T>>;
-/// One worker's slot: empty, or the object it returned last.
-type Slot<T> = CachePadded<AtomicCell<Option<Boxed<T>>>>;
+/// One worker's slot: null, or the object it returned last (see the invariant above).
+type Slot<T> = CachePadded<AtomicPtr<Entry<T>>>;
+
+/// Puts `entry` (or nothing) in `slot` and returns what was there.
+fn swap_slot<T>(slot: &AtomicPtr<Entry<T>>, entry: Option<Boxed<T>>) -> Option<Boxed<T>> {
+    let new = entry.map_or(ptr::null_mut(), Box::into_raw);
+    // AcqRel: the taker sees the entry as the returner left it.
+    let old = slot.swap(new, AcqRel);
+    // SAFETY: a non-null slot pointer came from `Box::into_raw` above and the swap took it out
+    // of the slot, so this caller is its only owner (module invariant).
+    (!old.is_null()).then(|| unsafe { Box::from_raw(old) })
+}
 
 pub(crate) struct IdleCache<T> {
     slots: Box<[Slot<T>]>,
@@ -27,7 +44,7 @@ impl<T> IdleCache<T> {
     pub(crate) fn new(slots: usize) -> IdleCache<T> {
         IdleCache {
             slots: (0..slots.max(1))
-                .map(|_| CachePadded::new(AtomicCell::new(None)))
+                .map(|_| CachePadded::new(AtomicPtr::new(ptr::null_mut())))
                 .collect(),
             shared: Injector::new(),
         }
@@ -42,7 +59,7 @@ impl<T> IdleCache<T> {
     pub(crate) fn push(&self, entry: Boxed<T>) {
         match self.own_slot() {
             Some(i) => {
-                if let Some(displaced) = self.slots[i].swap(Some(entry)) {
+                if let Some(displaced) = swap_slot(&self.slots[i], Some(entry)) {
                     self.shared.push(displaced);
                 }
             }
@@ -56,7 +73,7 @@ impl<T> IdleCache<T> {
     pub(crate) fn pop(&self) -> Option<Boxed<T>> {
         let own = self.own_slot();
         if let Some(i) = own {
-            if let Some(entry) = self.slots[i].swap(None) {
+            if let Some(entry) = swap_slot(&self.slots[i], None) {
                 return Some(entry);
             }
         }
@@ -86,7 +103,7 @@ impl<T> IdleCache<T> {
         (0..n)
             .map(|k| (start + k) % n)
             .filter(|&i| Some(i) != skip)
-            .find_map(|i| self.slots[i].swap(None))
+            .find_map(|i| swap_slot(&self.slots[i], None))
     }
 
     /// Drops every idle object that can be found.
@@ -97,5 +114,14 @@ impl<T> IdleCache<T> {
             n += 1;
         }
         n
+    }
+}
+
+impl<T> Drop for IdleCache<T> {
+    fn drop(&mut self) {
+        // The slots own their entries; the shared queue drops its own.
+        for slot in self.slots.iter() {
+            drop(swap_slot(slot, None));
+        }
     }
 }

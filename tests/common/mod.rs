@@ -18,7 +18,14 @@ pub mod echo;
 
 /// The bound on any single wait in these tests. Generous on purpose: exceeding it means a hang
 /// (a lost wake-up, a deadlock), not a slow machine.
+#[cfg(not(miri))]
 pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Under Miri the clock advances 5 µs per interpreted basic block, so ordinary work reads as
+/// seconds; a real hang still fails fast, since Miri skips its clock ahead while every thread
+/// is blocked.
+#[cfg(miri)]
+pub const DEADLINE: Duration = Duration::from_secs(600);
 
 /// Runs `body` on a thread of its own and fails the test if it has not returned within
 /// `limit`, so a hang fails with a message instead of blocking the whole test binary.
@@ -106,7 +113,8 @@ impl Drop for DropCount {
 /// correct executor never does) through `polled_after_ready`, and a poll that overlaps another
 /// poll of the same future (two threads running one task) through `concurrent_polls`.
 pub struct Tracked<F> {
-    inner: Pin<Box<F>>,
+    /// `None` only inside `drop`, which drops the future before counting the drop.
+    inner: Option<Pin<Box<F>>>,
     pub polls: Counter,
     pub pending_seen: Flag,
     pub drops: Counter,
@@ -134,7 +142,7 @@ impl Probe {
     /// Wraps `future` so this probe observes it.
     pub fn track<F: Future>(&self, future: F) -> Tracked<F> {
         Tracked {
-            inner: Box::pin(future),
+            inner: Some(Box::pin(future)),
             polls: self.polls.clone(),
             pending_seen: self.pending_seen.clone(),
             drops: self.drops.clone(),
@@ -170,7 +178,12 @@ impl<F: Future> Future for Tracked<F> {
             self.concurrent_polls.set();
         }
         self.polls.inc();
-        let out = self.inner.as_mut().poll(cx);
+        let out = self
+            .inner
+            .as_mut()
+            .expect("polled during drop")
+            .as_mut()
+            .poll(cx);
         match out {
             Poll::Ready(_) => self.done = true,
             Poll::Pending => self.pending_seen.set(),
@@ -182,6 +195,9 @@ impl<F: Future> Future for Tracked<F> {
 
 impl<F> Drop for Tracked<F> {
     fn drop(&mut self) {
+        // The future (and whatever it owns) is gone before the drop is counted, so a test that
+        // sees the count also sees the future's captures released.
+        self.inner = None;
         self.drops.inc();
     }
 }
