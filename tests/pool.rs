@@ -510,6 +510,16 @@ impl Drop for InUse<'_> {
     }
 }
 
+/// Stress counts: an eighth under Miri, which interprets every step (the interleavings it
+/// explores still cover the contended paths).
+fn scaled(n: usize) -> usize {
+    if cfg!(miri) {
+        n / 8
+    } else {
+        n
+    }
+}
+
 #[test]
 fn many_tasks_on_all_workers_never_exceed_capacity_and_account_to_zero() {
     with_timeout(DEADLINE * 3, || {
@@ -520,11 +530,11 @@ fn many_tasks_on_all_workers_never_exceed_capacity_and_account_to_zero() {
             .budget(budget.clone(), 256)
             .build();
         let count = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
-        let tasks: Vec<_> = (0..64)
+        let tasks: Vec<_> = (0..scaled(64))
             .map(|_| {
                 let (pool, count) = (pool.clone(), count.clone());
                 rt.spawn(async move {
-                    for i in 0..200 {
+                    for i in 0..scaled(200) {
                         let guard: MkPoolGuard<Obj> = pool.acquire().await.unwrap();
                         let _in_use = InUse::enter(&count.0, &count.1);
                         if i % 3 == 0 {
@@ -564,11 +574,11 @@ fn requests_dropped_or_timed_out_under_contention_account_to_zero() {
             .budget(budget.clone(), 100)
             .build();
         let timed_out = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..32)
+        let tasks: Vec<_> = (0..scaled(32))
             .map(|i| {
                 let (pool, timed_out) = (pool.clone(), timed_out.clone());
                 rt.spawn(async move {
-                    for j in 0..200 {
+                    for j in 0..scaled(200) {
                         if (i + j) % 3 == 0 {
                             // Polled once and dropped: queued, maybe granted, withdrawn.
                             drop(pool.acquire().now_or_never());
