@@ -65,6 +65,15 @@ impl MkBudget {
         crate::task::current_budget()
     }
 
+    /// A budget of `limit` bytes charged into the current runtime's memory limit, or a root
+    /// budget outside a runtime (for containers that may be made either way).
+    pub(crate) fn in_current_runtime(limit: usize) -> MkBudget {
+        match crate::runtime::Handle::try_current() {
+            Ok(handle) => handle.memory_budget().child(limit),
+            Err(_) => MkBudget::new(limit),
+        }
+    }
+
     /// A root budget without a limit.
     pub fn unlimited() -> MkBudget {
         MkBudget::new(usize::MAX)

@@ -12,10 +12,9 @@
 
 use super::arena::{Arena, Mode};
 use super::boxed::poll_block;
-use super::owned::fallback_pool;
+use super::owned::current_pool;
 use super::{MkAllocError, MkAsyncBox, MkBackpressure, MkBudget, MkBudgetGuard};
 use super::{MkByteSize, MkEvictable};
-use crate::runtime::Handle;
 use crate::sync::lock_std as lock;
 use std::alloc::Layout;
 use std::borrow::Borrow;
@@ -92,10 +91,7 @@ where
     /// A cache of at most `capacity_bytes` bytes that evicts its oldest entries when full.
     /// Inside a runtime its budget is a child of the runtime's memory limit.
     pub fn new(capacity_bytes: usize) -> MkAsyncCache<K, V> {
-        let budget = match Handle::try_current() {
-            Ok(handle) => handle.memory_budget().child(capacity_bytes),
-            Err(_) => MkBudget::new(capacity_bytes),
-        };
+        let budget = MkBudget::in_current_runtime(capacity_bytes);
         MkAsyncCache::with_budget(&budget.with_policy(MkBackpressure::Evict))
     }
 
@@ -103,8 +99,7 @@ where
     /// insert does (`Evict` drops the oldest entries; `Wait` waits for removals; `Fail` and
     /// `Timeout` fail). Other users of `budget` under `Evict` may reclaim from the cache.
     pub fn with_budget(budget: &MkBudget) -> MkAsyncCache<K, V> {
-        let pool =
-            Handle::try_current().map_or_else(|_| fallback_pool(), |h| h.shared.pool.clone());
+        let pool = current_pool();
         let inner = Arc::new(Inner {
             budget: budget.clone(),
             arena: Mutex::new(Arena::new(budget.clone(), pool, Mode::Counted)),

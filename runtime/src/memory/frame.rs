@@ -12,9 +12,8 @@
 use super::arena::{Arena, Mode};
 use super::boxed::poll_block;
 use super::chunk_pool::MIN_CLASS;
-use super::owned::fallback_pool;
+use super::owned::current_pool;
 use super::{MkAllocError, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget};
-use crate::runtime::Handle;
 use crate::sync::lock_std as lock;
 use crate::task;
 use std::alloc::Layout;
@@ -122,11 +121,8 @@ impl MkAsyncFrameAlloc {
     /// A frame allocator with `config.arena_size` bytes of capacity. Inside a runtime the
     /// capacity is a child of the runtime's memory limit, so frames count against it too.
     pub fn new(config: MkAsyncFrameConfig) -> MkAsyncFrameAlloc {
-        let budget = match Handle::try_current() {
-            Ok(handle) => handle.memory_budget().child(config.arena_size),
-            Err(_) => MkBudget::new(config.arena_size),
-        }
-        .with_policy(config.backpressure);
+        let budget =
+            MkBudget::in_current_runtime(config.arena_size).with_policy(config.backpressure);
         MkAsyncFrameAlloc {
             inner: Arc::new(Inner {
                 budget,
@@ -145,8 +141,7 @@ impl MkAsyncFrameAlloc {
     /// `TimedOut`, or `ExceedsLimit` if the capacity is below one 4 KiB chunk.
     pub async fn begin_frame(&self) -> Result<MkAsyncFrameGuard, MkAllocError> {
         let charge = self.inner.budget.acquire(MIN_CLASS).await?;
-        let pool =
-            Handle::try_current().map_or_else(|_| fallback_pool(), |h| h.shared.pool.clone());
+        let pool = current_pool();
         let arena = Arena::new(self.inner.budget.clone(), pool, Mode::Counted);
         let mem = arena.take_chunk(MIN_CLASS)?;
         arena.install(mem, charge);

@@ -46,19 +46,24 @@ pub struct MkArena {
 // so moving it is the only way another thread reaches them.
 unsafe impl Send for MkArena {}
 
-/// The pool for arenas made outside any runtime.
-pub(super) fn fallback_pool() -> Arc<ChunkPool> {
+/// The chunk pool for arenas made here: the current runtime's, or outside any runtime a
+/// process-wide one.
+pub(super) fn current_pool() -> Arc<ChunkPool> {
     static POOL: OnceLock<Arc<ChunkPool>> = OnceLock::new();
-    POOL.get_or_init(|| Arc::new(ChunkPool::new(0, 16 << 20)))
-        .clone()
+    Handle::try_current().map_or_else(
+        |_| {
+            POOL.get_or_init(|| Arc::new(ChunkPool::new(0, 16 << 20)))
+                .clone()
+        },
+        |h| h.shared.pool.clone(),
+    )
 }
 
 impl MkArena {
     /// An empty arena whose chunks are charged to `budget` (nothing is taken until the first
     /// allocation). Inside a runtime it recycles chunks through the runtime's pool.
     pub fn new(budget: &MkBudget) -> MkArena {
-        let pool =
-            Handle::try_current().map_or_else(|_| fallback_pool(), |h| h.shared.pool.clone());
+        let pool = current_pool();
         MkArena {
             arena: Arena::new(budget.clone(), pool, Mode::Owned),
             drops: Cell::new(Vec::new()),

@@ -18,7 +18,7 @@
 //!   so the arena is used by one thread at a time, as arena.rs requires.
 
 use super::arena::Arena;
-use super::owned::fallback_pool;
+use super::owned::current_pool;
 use super::{MkAllocError, MkBudget};
 use crate::context;
 use crate::runtime::Handle;
@@ -48,8 +48,7 @@ impl Scope {
     fn arena(&self) -> &Arena {
         let mut arena = self.arena.get();
         if arena.is_null() {
-            let pool =
-                Handle::try_current().map_or_else(|_| fallback_pool(), |h| h.shared.pool.clone());
+            let pool = current_pool();
             arena = Box::into_raw(Arena::new(
                 self.budget.clone(),
                 pool,
