@@ -1,0 +1,21 @@
+//! Heap accounting: [`MkGlobalAlloc`] charges ordinary heap memory to the budget of the task
+//! that allocates it, so a runtime's memory limit and its tasks' budgets bound all of their
+//! memory, not only what lives in memkit's own containers.
+//!
+//! - `account.rs`: the counters bytes are charged to, and how long they live.
+//! - `local.rs`: the per-thread state of the allocation fast path.
+//! - `global.rs`: the `GlobalAlloc` itself and its trailer.
+
+mod account;
+mod global;
+mod local;
+#[cfg(all(test, loom))]
+mod loom_heap;
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+pub use global::MkGlobalAlloc;
+
+pub(crate) use account::{Account, AccountRef, Shard};
+pub(crate) use global::installed;
+pub(crate) use local::{enter_worker, exempt, flush_thread, unattributed_bytes, Scope};
