@@ -157,10 +157,12 @@ impl Account {
             if next > limit {
                 return Err(live);
             }
-            match self
-                .count
-                .compare_exchange_weak(count, count.wrapping_add(bytes), AcqRel, Acquire)
-            {
+            match self.count.compare_exchange_weak(
+                count,
+                count.wrapping_add(bytes),
+                AcqRel,
+                Acquire,
+            ) {
                 Ok(_) => {
                     self.peak.fetch_max(next, Relaxed);
                     return Ok(next as i64);

@@ -58,7 +58,11 @@ fn loom_owner_publishes_while_another_thread_credits_its_memory() {
         assert_eq!(root.account().live(), 40);
         credit(&Local::new(), kept);
         assert_eq!((root.account().live(), root.account().holders()), (0, 1));
-        assert_eq!(FREED.with(|f| f.get()) - freed, 1, "the task's account, once");
+        assert_eq!(
+            FREED.with(|f| f.get()) - freed,
+            1,
+            "the task's account, once"
+        );
     });
 }
 

@@ -85,7 +85,11 @@ fn a_free_on_another_thread_after_the_owner_let_go_frees_the_account_once() {
     .join()
     .unwrap();
     assert_eq!(root.account().live(), 0);
-    assert_eq!(holders(&root), 1, "the child was freed, letting go of the root");
+    assert_eq!(
+        holders(&root),
+        1,
+        "the child was freed, letting go of the root"
+    );
 }
 
 struct SendPtr((*mut u8, Layout));
@@ -108,7 +112,11 @@ fn foreign_frees_inside_a_scope_are_credited_by_its_end() {
     assert_eq!(a.account().live(), 10 * cost(64));
     assert_eq!(s.finish(), 0, "freeing someone else's memory is not growth");
     assert_eq!(
-        (a.account().live(), b.account().live(), root.account().live()),
+        (
+            a.account().live(),
+            b.account().live(),
+            root.account().live()
+        ),
         (0, 0, 0)
     );
 }
@@ -204,10 +212,18 @@ fn a_worker_writes_its_own_shard_and_spills_it_when_it_exits() {
         let blocks: Vec<_> = (0..4).map(|_| alloc(1000)).collect();
         s.finish();
         assert_eq!(root.account().live(), 4 * cost(1000));
-        assert_eq!(root.account().live_central(), 0, "held in the worker's shard");
+        assert_eq!(
+            root.account().live_central(),
+            0,
+            "held in the worker's shard"
+        );
         blocks
     };
-    assert_eq!(root.account().live_central(), 4 * cost(1000), "spilled on exit");
+    assert_eq!(
+        root.account().live_central(),
+        4 * cost(1000),
+        "spilled on exit"
+    );
     blocks.into_iter().for_each(free);
     assert_eq!(root.account().live(), 0);
 }
@@ -220,8 +236,14 @@ fn try_charge_respects_the_limit_with_heap_bytes_counted() {
         alloc(1000)
     };
     let heap = cost(1000);
-    assert_eq!(root.account().try_charge(100, heap as u64 + 100), Ok(heap + 100));
-    assert_eq!(root.account().try_charge(1, heap as u64 + 100), Err(heap + 100));
+    assert_eq!(
+        root.account().try_charge(100, heap as u64 + 100),
+        Ok(heap + 100)
+    );
+    assert_eq!(
+        root.account().try_charge(1, heap as u64 + 100),
+        Err(heap + 100)
+    );
     assert_eq!(root.account().peak(), heap as u64 + 100);
     // SAFETY: the 100 bytes were charged above; the owner holds the account.
     unsafe { Account::apply(root.as_ptr(), -100, None) };
