@@ -41,7 +41,8 @@ pub use memkit_async_runtime::memory::{
     MkAsyncFrameConfig, MkAsyncFrameGuard, MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard,
     MkByteSize, MkEvictable,
 };
+pub use memkit_async_runtime::heap::MkGlobalAlloc;
 pub use memkit_async_runtime::{
-    memory, net, runtime, spawn, spawn_blocking, spawn_with_budget, task, time, Builder, Handle,
+    heap, memory, net, runtime, spawn, spawn_blocking, spawn_with_budget, task, time, Builder, Handle,
     JoinError, JoinHandle, Runtime,
 };
