@@ -279,7 +279,7 @@ impl<T: Send + 'static, F: Future> Future for MkTaskLocalFuture<T, F> {
         let _entered = Entered::push(this.key.key(), this.value);
         this.future
             .as_pin_mut()
-            .expect("a task-local future is dropped only once, by its destructor")
+            .expect("the inner future is taken only by the destructor")
             .poll(cx)
     }
 }
