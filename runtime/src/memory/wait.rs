@@ -192,10 +192,14 @@ impl Acquire {
                 drop(state);
                 return self.finish(Ok(()));
             }
-            match &state.waker {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => state.waker = Some(cx.waker().clone()),
-            }
+            let stale = match &state.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => None,
+                _ => state.waker.replace(cx.waker().clone()),
+            };
+            // A waker's drop may run any code (release bytes, which locks this waiter to
+            // serve its queue): not under the lock.
+            drop(state);
+            drop(stale);
         }
         let timed_out = match w.deadline.as_mut() {
             Some(delay) => Pin::new(delay).poll(cx).is_ready(),
