@@ -12,9 +12,19 @@ const ACCEPTED: &str = "expected one of `worker_threads`, `memory_limit`, `crate
 #[derive(Default)]
 pub(crate) struct Config {
     pub(crate) worker_threads: Option<LitInt>,
-    pub(crate) memory_limit: Option<Expr>,
+    pub(crate) memory_limit: Option<MemoryLimit>,
     pub(crate) crate_path: Option<Path>,
 }
+
+/// `memory_limit = BYTES`, or `memory_limit = "auto"` for a share of the container's limit.
+pub(crate) enum MemoryLimit {
+    Bytes(Expr),
+    Auto(proc_macro2::Span),
+}
+
+/// The share of the cgroup's limit that `memory_limit = "auto"` gives the runtime: the rest is
+/// headroom for memory no budget sees (thread stacks, socket buffers, mapped files).
+pub(crate) const AUTO_FRACTION: f64 = 0.8;
 
 /// One `name = value` pair. The value is optional here so that a bare `name`
 /// gets a message about that name rather than a generic "expected `=`".
@@ -73,10 +83,7 @@ pub(crate) fn parse(args: TokenStream) -> (Config, Option<Error>) {
         };
         let applied = match key.as_str() {
             "worker_threads" => worker_threads(&value).map(|n| config.worker_threads = Some(n)),
-            "memory_limit" => {
-                config.memory_limit = Some(value);
-                Ok(())
-            }
+            "memory_limit" => memory_limit(value).map(|m| config.memory_limit = Some(m)),
             _ => crate_path(&value).map(|p| config.crate_path = Some(p)),
         };
         if let Err(e) = applied {
@@ -100,8 +107,28 @@ fn unknown(key: &str) -> String {
 fn example(key: &str) -> &'static str {
     match key {
         "worker_threads" => "`worker_threads = 4`",
-        "memory_limit" => "`memory_limit = 512 << 20`",
+        "memory_limit" => "`memory_limit = 512 << 20` or `memory_limit = \"auto\"`",
         _ => "`crate = \"memkit_async\"`",
+    }
+}
+
+fn memory_limit(value: Expr) -> Result<MemoryLimit> {
+    match ungroup(&value) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if s.value() == "auto" => Ok(MemoryLimit::Auto(s.span())),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Err(Error::new(
+            s.span(),
+            format!(
+                "`memory_limit = \"{}\"`: expected a byte count such as `512 << 20`, or \
+                 `\"auto\"` for {}% of the container's cgroup memory limit",
+                s.value(),
+                (AUTO_FRACTION * 100.0) as u32
+            ),
+        )),
+        _ => Ok(MemoryLimit::Bytes(value)),
     }
 }
 
@@ -195,7 +222,10 @@ mod tests {
         ));
         assert_eq!(config.worker_threads.unwrap().to_string(), "4usize");
         assert_eq!(
-            config.memory_limit.unwrap().to_token_stream().to_string(),
+            match config.memory_limit.unwrap() {
+                MemoryLimit::Bytes(e) => e.to_token_stream().to_string(),
+                MemoryLimit::Auto(_) => "auto".to_string(),
+            },
             "512 << 20"
         );
         assert_eq!(
@@ -229,5 +259,14 @@ mod tests {
         assert!(err(quote!(4)).contains("expected an argument"));
         assert!(err(quote!(crate = 3)).contains("`crate` must be a string"));
         assert!(err(quote!(crate = "not a path")).contains("`crate` must be a string"));
+        let msg = err(quote!(memory_limit = "512m"));
+        assert!(
+            msg.contains("expected a byte count such as `512 << 20`"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("80% of the container's cgroup memory limit"),
+            "{msg}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Error, ReturnType};
 
-use crate::args::{self, Config, Errors};
+use crate::args::{self, Config, Errors, MemoryLimit, AUTO_FRACTION};
 use crate::item::AsyncFn;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -100,10 +100,13 @@ fn generate(kind: Kind, config: &Config, func: AsyncFn, failed: bool) -> TokenSt
         .as_ref()
         .map(|n| quote_spanned!(n.span()=> .worker_threads(#n)));
     // Only emitted when asked for, so code that does not use it never depends on it.
-    let memory_limit = config
-        .memory_limit
-        .as_ref()
-        .map(|limit| quote_spanned!(limit.span()=> .memory_limit(#limit)));
+    let memory_limit = config.memory_limit.as_ref().map(|limit| match limit {
+        MemoryLimit::Bytes(limit) => quote_spanned!(limit.span()=> .memory_limit(#limit)),
+        MemoryLimit::Auto(span) => {
+            let fraction = AUTO_FRACTION;
+            quote_spanned!(*span=> .memory_limit_from_cgroup(#fraction))
+        }
+    });
 
     // Spanning the runtime call from the start to the end of the last statement makes a
     // mismatch between the body's value and the declared return type underline that
@@ -229,6 +232,21 @@ mod tests {
             out.contains(
                 "rt :: runtime :: Builder :: new () . worker_threads (2usize) . memory_limit (1 << 20) . build ()"
             ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn memory_limit_auto_reads_the_cgroup() {
+        let out = render(
+            Kind::Main,
+            quote!(memory_limit = "auto"),
+            quote!(
+                async fn main() {}
+            ),
+        );
+        assert!(
+            out.contains(". memory_limit_from_cgroup (0.8f64) . build ()"),
             "{out}"
         );
     }

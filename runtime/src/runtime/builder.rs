@@ -34,7 +34,7 @@ pub struct Builder {
     on_thread_stop: Option<Callback>,
     max_blocking_threads: usize,
     thread_keep_alive: Duration,
-    memory_limit: Option<usize>,
+    memory_limit: MemoryLimit,
     memory_policy: MkBackpressure,
     chunk_pool_cap: usize,
 }
@@ -57,7 +57,7 @@ impl Builder {
             on_thread_stop: None,
             max_blocking_threads: 512,
             thread_keep_alive: Duration::from_secs(10),
-            memory_limit: None,
+            memory_limit: MemoryLimit::Unlimited,
             memory_policy: MkBackpressure::Wait,
             chunk_pool_cap: 32 << 20,
         }
@@ -126,7 +126,27 @@ impl Builder {
     /// assert_eq!(rt.memory_budget().limit(), 64 << 20);
     /// ```
     pub fn memory_limit(&mut self, bytes: usize) -> &mut Self {
-        self.memory_limit = Some(bytes);
+        self.memory_limit = MemoryLimit::Bytes(bytes);
+        self
+    }
+
+    /// Sets the memory limit to `fraction` of the container's: the cgroup v2 `memory.max` of
+    /// this process's cgroup (the smallest one on its path to the root), else cgroup v1's
+    /// `memory.limit_in_bytes`. Leave headroom for memory no budget sees (thread stacks, the
+    /// kernel's socket buffers, memory mapped by hand): 0.8 is a reasonable start.
+    ///
+    /// `build` fails with `NotFound` (naming the files it read) when no limit is set, rather
+    /// than guessing one, and with `InvalidInput` unless `0 < fraction <= 1`.
+    ///
+    /// ```no_run
+    /// let rt = memkit_async_runtime::Builder::new()
+    ///     .memory_limit_from_cgroup(0.8)
+    ///     .build()
+    ///     .expect("run inside a container with a memory limit");
+    /// println!("memory limit: {} bytes", rt.memory_budget().limit());
+    /// ```
+    pub fn memory_limit_from_cgroup(&mut self, fraction: f64) -> &mut Self {
+        self.memory_limit = MemoryLimit::Cgroup(fraction);
         self
     }
 
@@ -173,8 +193,7 @@ impl Builder {
             on_start: self.on_thread_start.clone(),
             on_stop: self.on_thread_stop.clone(),
         });
-        let memory =
-            MkBudget::new(self.memory_limit.unwrap_or(usize::MAX)).with_policy(self.memory_policy);
+        let memory = MkBudget::new(self.memory_limit.resolve()?).with_policy(self.memory_policy);
         let tokio = TokioBridge::start()?;
         let (shared, parts) = Shared::new(workers, blocking, memory, self.chunk_pool_cap, tokio)?;
         let mut threads = Vec::with_capacity(workers);
@@ -226,6 +245,38 @@ impl Builder {
                 f();
             }
         })
+    }
+}
+
+/// Where the root budget's limit comes from.
+#[derive(Debug, Clone, Copy)]
+enum MemoryLimit {
+    Unlimited,
+    Bytes(usize),
+    /// A fraction of the cgroup's limit.
+    Cgroup(f64),
+}
+
+impl MemoryLimit {
+    fn resolve(self) -> io::Result<usize> {
+        match self {
+            MemoryLimit::Unlimited => Ok(usize::MAX),
+            MemoryLimit::Bytes(n) => Ok(n),
+            MemoryLimit::Cgroup(fraction) => {
+                if !(fraction > 0.0 && fraction <= 1.0) {
+                    return Err(invalid(&format!(
+                        "memory_limit_from_cgroup({fraction}): the fraction of the container's \
+                         limit must be above 0 and at most 1; 0.8 leaves room for memory no \
+                         budget sees"
+                    )));
+                }
+                let found = super::cgroup::memory_limit().map_err(|e| {
+                    io::Error::new(e.kind(), format!("memory_limit_from_cgroup: {e}"))
+                })?;
+                let bytes = (found.bytes as f64 * fraction) as u64;
+                Ok(usize::try_from(bytes).unwrap_or(usize::MAX).max(1))
+            }
+        }
     }
 }
 

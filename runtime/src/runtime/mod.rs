@@ -2,6 +2,7 @@
 
 mod block_on;
 mod builder;
+mod cgroup;
 pub(crate) mod handle;
 mod metrics;
 
