@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -41,8 +42,11 @@ pub struct MkAsyncBarrier {
 }
 
 struct State {
-    /// Waiters of the current generation, in arrival order (`None` once withdrawn).
+    /// Slots of the current generation's waiters (`None` once withdrawn).
     wakers: Vec<Option<Waker>>,
+    /// Withdrawn slots, reused by the next arrivals, so arrivals that come and go never grow
+    /// `wakers` past the most waiters there ever were at once.
+    free: Vec<usize>,
     arrived: usize,
     generation: u64,
 }
@@ -68,6 +72,7 @@ impl MkAsyncBarrier {
             n: n.max(1),
             state: Mutex::new(State {
                 wakers: Vec::new(),
+                free: Vec::new(),
                 arrived: 0,
                 generation: 0,
             }),
@@ -121,34 +126,69 @@ impl Future for MkBarrierWait<'_> {
             !this.done,
             "`MkAsyncBarrier::wait` future polled after it completed"
         );
-        let mut state = this.barrier.lock();
-        match this.arrival {
-            None => {
-                state.arrived += 1;
-                if state.arrived == this.barrier.n {
-                    state.arrived = 0;
-                    state.generation += 1;
-                    let wakers = std::mem::take(&mut state.wakers);
-                    drop(state);
-                    wakers.into_iter().flatten().for_each(Waker::wake);
-                    this.done = true;
-                    return Poll::Ready(MkBarrierWaitResult { leader: true });
-                }
-                let gen = state.generation;
-                state.wakers.push(Some(cx.waker().clone()));
-                this.arrival = Some((gen, state.wakers.len() - 1));
-                Poll::Pending
-            }
-            Some((gen, _)) if gen != state.generation => {
+        // Wakers are cloned, dropped and woken outside the lock: all three are user code.
+        let Some((gen, i)) = this.arrival else {
+            let waker = cx.waker().clone();
+            let mut state = this.barrier.lock();
+            state.arrived += 1;
+            if state.arrived == this.barrier.n {
+                state.arrived = 0;
+                state.generation += 1;
+                let wakers = std::mem::take(&mut state.wakers);
+                state.free.clear();
+                drop(state);
+                drop(waker);
+                wake_all(wakers);
                 this.done = true;
-                Poll::Ready(MkBarrierWaitResult { leader: false })
+                return Poll::Ready(MkBarrierWaitResult { leader: true });
             }
-            Some((_, i)) => {
-                match &mut state.wakers[i] {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    slot => *slot = Some(cx.waker().clone()),
+            let i = match state.free.pop() {
+                Some(i) => i,
+                None => {
+                    state.wakers.push(None);
+                    state.wakers.len() - 1
                 }
-                Poll::Pending
+            };
+            state.wakers[i] = Some(waker);
+            this.arrival = Some((state.generation, i));
+            return Poll::Pending;
+        };
+        {
+            let state = this.barrier.lock();
+            if gen != state.generation {
+                this.done = true;
+                return Poll::Ready(MkBarrierWaitResult { leader: false });
+            }
+            if state.wakers[i]
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                return Poll::Pending;
+            }
+        }
+        let waker = cx.waker().clone();
+        let mut state = this.barrier.lock();
+        if gen != state.generation {
+            drop(state);
+            drop(waker);
+            this.done = true;
+            return Poll::Ready(MkBarrierWaitResult { leader: false });
+        }
+        let old = state.wakers[i].replace(waker);
+        drop(state);
+        drop(old);
+        Poll::Pending
+    }
+}
+
+/// Wakes a completed generation's waiters, each one even if an earlier waker panics: the
+/// leader's task goes on, and nobody of the generation is left waiting.
+fn wake_all(wakers: Vec<Option<Waker>>) {
+    for waker in wakers.into_iter().flatten() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+            // The panic hook has reported it; a payload whose drop panics too is leaked.
+            if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(again);
             }
         }
     }
@@ -161,10 +201,14 @@ impl Drop for MkBarrierWait<'_> {
             return;
         }
         let mut state = self.barrier.lock();
-        if state.generation == gen {
-            state.arrived -= 1;
-            state.wakers[i] = None;
+        if state.generation != gen {
+            return;
         }
+        state.arrived -= 1;
+        let waker = state.wakers[i].take();
+        state.free.push(i);
+        drop(state);
+        drop(waker);
     }
 }
 
@@ -184,5 +228,46 @@ impl fmt::Debug for MkBarrierWait<'_> {
         f.debug_struct("MkBarrierWait")
             .field("arrived", &self.arrival.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_once(f: &mut Pin<Box<MkBarrierWait<'_>>>) -> Poll<MkBarrierWaitResult> {
+        f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn arrivals_that_withdraw_reuse_their_slots() {
+        let barrier = MkAsyncBarrier::new(4);
+        let mut stays = Box::pin(barrier.wait());
+        assert!(poll_once(&mut stays).is_pending());
+        for _ in 0..10_000 {
+            let mut leaves = Box::pin(barrier.wait());
+            assert!(poll_once(&mut leaves).is_pending());
+            let mut leaves_too = Box::pin(barrier.wait());
+            assert!(poll_once(&mut leaves_too).is_pending());
+            drop(leaves);
+            drop(leaves_too);
+        }
+        {
+            let state = barrier.lock();
+            assert_eq!((state.wakers.len(), state.free.len()), (3, 2));
+            assert_eq!(state.arrived, 1);
+        }
+        let mut others: Vec<_> = (0..2).map(|_| Box::pin(barrier.wait())).collect();
+        assert!(others.iter_mut().all(|w| poll_once(w).is_pending()));
+        let mut last = Box::pin(barrier.wait());
+        assert!(
+            poll_once(&mut last).is_ready(),
+            "the fourth arrival releases it"
+        );
+        assert!(poll_once(&mut stays).is_ready());
+        assert!(others.iter_mut().all(|w| poll_once(w).is_ready()));
+        let state = barrier.lock();
+        assert_eq!((state.wakers.len(), state.free.len()), (0, 0));
+        assert_eq!(state.generation, 1);
     }
 }

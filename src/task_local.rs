@@ -78,6 +78,12 @@ thread_local! {
     static SCOPES: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
 }
 
+impl<T: 'static> MkTaskLocal<T> {
+    fn key(&'static self) -> usize {
+        self as *const Self as usize
+    }
+}
+
 impl<T: Send + 'static> MkTaskLocal<T> {
     /// A key; declare it as a `static`.
     #[allow(clippy::new_without_default)] // A key is meant to be a `static`, made in const.
@@ -88,17 +94,13 @@ impl<T: Send + 'static> MkTaskLocal<T> {
         }
     }
 
-    fn key(&'static self) -> usize {
-        self as *const Self as usize
-    }
-
     /// Runs `future` with `value` as this key's value (for the future and everything it polls
     /// inline, wherever it is polled).
     pub fn scope<F: Future>(&'static self, value: T, future: F) -> MkTaskLocalFuture<T, F> {
         MkTaskLocalFuture {
             key: self,
             value: Some(Box::new(value)),
-            future,
+            future: Some(future),
         }
     }
 
@@ -113,7 +115,7 @@ impl<T: Send + 'static> MkTaskLocal<T> {
             value: self
                 .try_with(|v| Box::new(v.clone()) as Box<dyn Any + Send>)
                 .ok(),
-            future,
+            future: Some(future),
         }
     }
 
@@ -257,12 +259,16 @@ impl Drop for Entered<'_> {
 }
 
 /// A future running with a task-local value: see [`MkTaskLocal::scope`].
-#[pin_project::pin_project]
+///
+/// The value is set while the inner future is polled and while it is dropped, so destructors
+/// of values it holds (a guard dropped when the task is aborted or times out) still see it.
+#[pin_project::pin_project(PinnedDrop)]
 pub struct MkTaskLocalFuture<T: 'static, F> {
     key: &'static MkTaskLocal<T>,
     value: Option<Box<dyn Any + Send>>,
+    /// `None` once dropped inside the scope, which the destructor does first.
     #[pin]
-    future: F,
+    future: Option<F>,
 }
 
 impl<T: Send + 'static, F: Future> Future for MkTaskLocalFuture<T, F> {
@@ -271,7 +277,29 @@ impl<T: Send + 'static, F: Future> Future for MkTaskLocalFuture<T, F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _entered = Entered::push(this.key.key(), this.value);
-        this.future.poll(cx)
+        this.future
+            .as_pin_mut()
+            .expect("the inner future is taken only by the destructor")
+            .poll(cx)
+    }
+}
+
+#[pin_project::pinned_drop]
+impl<T: 'static, F> PinnedDrop for MkTaskLocalFuture<T, F> {
+    fn drop(self: Pin<&mut Self>) {
+        let mut this = self.project();
+        if this.future.is_none() {
+            return;
+        }
+        if SCOPES.try_with(|_| ()).is_err() {
+            // Dropped by a thread-local destructor after the scope stack's own: there is no
+            // stack left to put the value on.
+            this.future.set(None);
+            return;
+        }
+        // The scope is left again even if the inner future's destructor panics.
+        let _entered = Entered::push(this.key.key(), this.value);
+        this.future.set(None);
     }
 }
 

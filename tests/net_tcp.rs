@@ -1,5 +1,5 @@
 //! TCP on loopback: echo round trips, many concurrent clients, half-close, resets, refused
-//! connections, split halves, and what is left registered afterwards.
+//! connections, split halves, abandoned waits, and what is left registered afterwards.
 
 // Miri has no network sockets: `socket` needs isolation off, and even then `connect`,
 // `sendto` and the rest are unsupported foreign calls.
@@ -12,8 +12,12 @@ use common::*;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use memkit_async::net::{TcpListener, TcpStream};
 use memkit_async::time::timeout;
+use std::future::Future;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 const BUDGET: usize = 256 << 10;
@@ -207,6 +211,9 @@ fn reading_from_a_reset_connection_reports_connection_reset() {
             let mut buf = [0u8; 16];
             let err = s.read(&mut buf).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+            // The reset is reported once; the connection is then at end of stream for good.
+            let again = timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+            assert_eq!(again.map(|r| r.map_err(|e| e.kind())), Ok(Ok(0)));
         });
     });
 }
@@ -330,5 +337,48 @@ fn a_socket_outliving_its_runtime_fails_cleanly() {
         drop((s, listener));
         assert_eq!(m.num_io_sources(), 0);
         assert_eq!(m.num_alive_tasks(), 0);
+    });
+}
+
+/// A waker that counts its drops (of the last clone).
+struct Dropped(Counter);
+
+impl Wake for Dropped {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.inc();
+    }
+}
+
+#[test]
+fn abandoned_accepts_and_readables_leave_no_waker_behind() {
+    const ABANDONED: usize = 1000;
+    with_timeout(DEADLINE, || {
+        let rt = runtime(1);
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let dropped = Counter::new();
+            for _ in 0..ABANDONED {
+                let waker = Waker::from(Arc::new(Dropped(dropped.clone())));
+                let mut cx = Context::from_waker(&waker);
+                assert!(pin!(listener.accept()).poll(&mut cx).is_pending());
+                assert!(pin!(server.readable()).poll(&mut cx).is_pending());
+                assert!(pin!(client.readable()).poll(&mut cx).is_pending());
+            }
+            // No connection came and nothing was sent: every waker went with its futures.
+            assert_eq!(dropped.get(), ABANDONED);
+            let mut client = client;
+            client.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            (&server).read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ping");
+        });
     });
 }

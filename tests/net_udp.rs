@@ -1,5 +1,9 @@
-//! UDP on loopback: datagrams keep their boundaries, connected sockets filter their peer, and a
-//! socket shared by several waiting tasks wakes all of them.
+//! UDP on loopback: datagrams keep their boundaries, connected sockets filter their peer, a
+//! socket shared by several waiting tasks wakes all of them, an error the peer's host reports
+//! is returned once (and the socket then waits again instead of spinning), and an abandoned
+//! wait leaves no waker behind.
+//!
+//! Unsafe: one `setsockopt` call, on a socket the test owns, with a live `int` as its value.
 
 // Miri has no network sockets: `socket` needs isolation off, and even then `connect`,
 // `sendto` and the rest are unsupported foreign calls.
@@ -9,7 +13,14 @@ mod common;
 
 use common::*;
 use memkit_async::net::UdpSocket;
+use memkit_async::time::{sleep, timeout};
+use std::future::Future;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
 
 #[test]
 fn datagrams_round_trip_with_their_boundaries() {
@@ -98,6 +109,208 @@ fn several_tasks_waiting_on_one_socket_all_get_datagrams() {
             }
             got.sort_unstable();
             assert_eq!(got, (0..8).collect::<Vec<u64>>());
+        });
+    });
+}
+
+/// The address of a loopback UDP port nobody listens on (bound, noted and closed again).
+fn closed_port() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+const WAIT: Duration = Duration::from_millis(300);
+
+#[test]
+fn a_refused_datagram_fails_one_recv_and_the_next_recv_waits() {
+    with_timeout(DEADLINE, || {
+        // One worker: a receive that never returned `Pending` would keep the timer from firing.
+        let rt = runtime(1);
+        let (first, second) = rt
+            .block_on(rt.spawn(async {
+                let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                sock.connect(closed_port()).await.unwrap();
+                sock.send(b"anyone?").await.unwrap();
+                // The port-unreachable report arrives meanwhile.
+                sleep(Duration::from_millis(50)).await;
+                let mut buf = [0u8; 16];
+                let first = timeout(WAIT, sock.recv(&mut buf)).await;
+                let second = timeout(WAIT, sock.recv(&mut buf)).await;
+                (
+                    first.map(|r| r.map_err(|e| e.kind())),
+                    second.map(|r| r.map_err(|e| e.kind())),
+                )
+            }))
+            .unwrap();
+        assert_eq!(first, Ok(Err(ErrorKind::ConnectionRefused)));
+        assert!(
+            second.is_err(),
+            "the second recv waits (its timeout fires), got {second:?}"
+        );
+        assert_eq!(rt.metrics().num_io_sources(), 0);
+    });
+}
+
+#[test]
+fn a_readable_and_try_recv_loop_reports_a_refusal_once_then_waits() {
+    with_timeout(DEADLINE, || {
+        let rt = runtime(1);
+        let steps = rt
+            .block_on(rt.spawn(async {
+                let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                sock.connect(closed_port()).await.unwrap();
+                sock.send(b"anyone?").await.unwrap();
+                sleep(Duration::from_millis(50)).await;
+                let mut buf = [0u8; 16];
+                let mut steps = Vec::new();
+                // The usual loop, cut off after a few rounds in case it spins.
+                for _ in 0..4 {
+                    match timeout(WAIT, sock.readable()).await {
+                        Ok(ready) => {
+                            ready.unwrap();
+                            steps.push(format!(
+                                "{:?}",
+                                sock.try_recv(&mut buf).map_err(|e| e.kind())
+                            ));
+                        }
+                        Err(_) => {
+                            steps.push("readable waits".to_string());
+                            break;
+                        }
+                    }
+                }
+                steps
+            }))
+            .unwrap();
+        // `readable` is a hint: the round after the error may find nothing (`WouldBlock`),
+        // which consumes the readiness; then it waits.
+        assert_eq!(
+            steps,
+            [
+                "Err(ConnectionRefused)",
+                "Err(WouldBlock)",
+                "readable waits"
+            ]
+        );
+    });
+}
+
+/// `setsockopt(IPPROTO_IP, IP_RECVERR, 1)`: an unconnected socket then hears of errors too.
+#[cfg(target_os = "linux")]
+fn enable_recverr(sock: &std::net::UdpSocket) {
+    use std::os::fd::AsRawFd;
+    const IPPROTO_IP: i32 = 0;
+    const IP_RECVERR: i32 = 11;
+    extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, value: *const u8, len: u32) -> i32;
+    }
+    let on: i32 = 1;
+    // SAFETY: `sock` owns an open socket; the option value is a live 4-byte `int`.
+    let rc = unsafe {
+        setsockopt(
+            sock.as_raw_fd(),
+            IPPROTO_IP,
+            IP_RECVERR,
+            (&on as *const i32).cast(),
+            4,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt(IP_RECVERR): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unconnected_socket_hearing_errors_reports_one_then_waits() {
+    with_timeout(DEADLINE, || {
+        let rt = runtime(1);
+        let (first, second) = rt
+            .block_on(rt.spawn(async {
+                let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                enable_recverr(&std_sock);
+                let sock = UdpSocket::from_std(std_sock).unwrap();
+                sock.send_to(b"anyone?", closed_port()).await.unwrap();
+                sleep(Duration::from_millis(50)).await;
+                let mut buf = [0u8; 16];
+                let first = timeout(WAIT, sock.recv_from(&mut buf)).await;
+                // The report stays in the socket's error queue: only the next event may wake.
+                let second = timeout(WAIT, sock.recv_from(&mut buf)).await;
+                (
+                    first.map(|r| r.map_err(|e| e.kind())),
+                    second.map(|r| r.map_err(|e| e.kind())),
+                )
+            }))
+            .unwrap();
+        assert_eq!(first, Ok(Err(ErrorKind::ConnectionRefused)));
+        assert!(
+            second.is_err(),
+            "the second recv_from waits, got {second:?}"
+        );
+    });
+}
+
+/// A waker that counts its drops (of the last clone).
+struct Dropped(Counter);
+
+impl Wake for Dropped {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.inc();
+    }
+}
+
+const ABANDONED: usize = 10_000;
+
+#[test]
+fn ten_thousand_abandoned_recv_froms_leave_no_waker_behind() {
+    with_timeout(DEADLINE, || {
+        let rt = runtime(1);
+        rt.block_on(async {
+            let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let dropped = Counter::new();
+            let mut buf = [0u8; 16];
+            for _ in 0..ABANDONED {
+                let waker = Waker::from(Arc::new(Dropped(dropped.clone())));
+                let mut recv = pin!(sock.recv_from(&mut buf));
+                let polled = recv.as_mut().poll(&mut Context::from_waker(&waker));
+                assert!(polled.is_pending(), "nothing was sent");
+            }
+            // No I/O event happened: every waker went with its future.
+            assert_eq!(dropped.get(), ABANDONED);
+            // The socket still receives.
+            let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            peer.send_to(b"still here", sock.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (n, _) = sock.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"still here");
+        });
+    });
+}
+
+#[test]
+fn the_poll_api_keeps_only_the_latest_waker_per_direction() {
+    with_timeout(DEADLINE, || {
+        let rt = runtime(1);
+        rt.block_on(async {
+            let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let dropped = Counter::new();
+            let mut buf = [0u8; 16];
+            for _ in 0..ABANDONED {
+                let waker = Waker::from(Arc::new(Dropped(dropped.clone())));
+                let polled = sock.poll_recv_from(&mut Context::from_waker(&waker), &mut buf);
+                assert!(polled.is_pending());
+            }
+            assert_eq!(dropped.get(), ABANDONED - 1);
+            drop(sock);
+            assert_eq!(dropped.get(), ABANDONED);
         });
     });
 }

@@ -329,3 +329,39 @@ fn max_blocking_threads_zero_is_rejected() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("max_blocking_threads"), "{err}");
 }
+
+#[test]
+fn work_queued_for_a_thread_whose_start_hook_panics_fails_at_once() {
+    with_timeout(DEADLINE, || {
+        let starts = Counter::new();
+        let failing = Flag::new();
+        let (s, f) = (starts.clone(), failing.clone());
+        let rt = Builder::new()
+            .worker_threads(1)
+            .on_thread_start(move || {
+                s.inc();
+                if f.get() {
+                    panic!("a start hook that fails on purpose");
+                }
+            })
+            .build()
+            .unwrap();
+        wait_until("the worker started", || starts.get() == 1);
+        failing.set();
+        // The blocking thread started for it fails its hook: the closure never runs, and its
+        // handle says so instead of waiting for the next `spawn_blocking`.
+        let ran = Flag::new();
+        let r = ran.clone();
+        let err = rt.block_on(rt.spawn_blocking(move || r.set())).unwrap_err();
+        assert!(err.is_cancelled(), "{err:?}");
+        assert!(!ran.get());
+        assert_eq!(starts.get(), 2);
+        wait_until("the failed thread is gone", || {
+            rt.metrics().num_blocking_threads() == 0
+        });
+        // A later closure gets a new thread, whose hook succeeds.
+        failing.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(rt.block_on(rt.spawn_blocking(|| 6 * 7)).unwrap(), 42);
+        assert_eq!(starts.get(), 3);
+    });
+}

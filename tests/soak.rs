@@ -8,13 +8,17 @@
 //! (oneshots completed from a thread, boxes sent to a thread and back, tasks spawned from a
 //! thread), `MkAsyncBox` / `MkAsyncVec` allocations under `Wait`, `Fail`, `Timeout(short)` and
 //! `Evict` (with a registered `MkEvictable` cache), channel hand-offs of boxes and of whole
-//! `MkArena`s between tasks, `spawn_blocking`, `block_on` of a join handle, and runtime shutdown
-//! with tasks still running (`drop`, `shutdown_timeout`, `shutdown_background`, drop on another
-//! thread).
+//! `MkArena`s between tasks, `spawn_blocking`, `block_on` of a join handle, wakers that panic
+//! (fired by the runtime's timers, its reactor, its shutdown and the fallback timer thread),
+//! socket waits cancelled every way (polled once and dropped, timed out, aborted), and runtime
+//! shutdown with tasks still running (`drop`, `shutdown_timeout`, `shutdown_background`, drop on
+//! another thread).
 //!
 //! Checked: every spawned future (and blocking closure) created is dropped exactly once; every
 //! object put in a box, vector or arena is dropped exactly once and unchanged; every budget (the
 //! runtime roots included) is back to 0 bytes used and 0 requests waiting after each runtime;
+//! every abandoned socket wait drops its waker at once, and a socket whose waits were cancelled
+//! still receives every datagram sent to it;
 //! `num_alive_tasks`, `tasks_waiting_for_memory` and `tasks_awaiting_admission` are 0 before a
 //! graceful drop; RSS stays near its baseline; no panic other than the injected ones; no wait
 //! runs past its bound. A watchdog thread prints the stuck state and exits the process with
@@ -39,6 +43,7 @@ use common::panic_message;
 use futures::channel::{mpsc, oneshot};
 use futures::future::{select, Either};
 use futures::{FutureExt, StreamExt};
+use memkit_async::net::UdpSocket;
 use memkit_async::runtime::RuntimeMetrics;
 use memkit_async::task::{self, yield_now};
 use memkit_async::{
@@ -54,7 +59,7 @@ use std::io::Write as _;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -107,9 +112,12 @@ counters! {
     OpArenas => "op channel of arenas",
     OpBlocking => "op spawn_blocking",
     OpBlockOn => "op block_on(join handle)",
+    OpWakerPanic => "op panicking wakers",
+    OpSockets => "op cancelled socket waits",
     FaultPanic => "fault panics injected",
     FaultAbort => "fault aborts requested",
     FaultExceeds => "fault oversize requests refused (ExceedsLimit)",
+    FaultWakerPanic => "fault panicking wakers fired",
     ShutdownDrop => "fault mid-flight shutdown: drop",
     ShutdownTimeout => "fault mid-flight shutdown: shutdown_timeout",
     ShutdownBackground => "fault mid-flight shutdown: shutdown_background",
@@ -138,6 +146,9 @@ counters! {
     ForeignSpawns => "flow tasks spawned from foreign threads",
     ForeignBlockOn => "flow memory waits on foreign threads",
     Admitted => "flow tasks admitted after reserve",
+    SocketAbandoned => "flow socket waits polled once and dropped",
+    SocketTimedOut => "flow socket waits timed out",
+    Datagrams => "flow datagrams received after cancelled waits",
     Runtimes => "runtime created",
     Graceful => "runtime drained and dropped",
     FutCreated => "check futures created",
@@ -1575,6 +1586,256 @@ async fn arena_consumer(env: Arc<Env>, mut rng: Rng, mut rx: MkAsyncReceiver<MkA
 }
 
 // ------------------------------------------------------------------------------------------
+// Panicking wakers and cancelled socket waits
+// ------------------------------------------------------------------------------------------
+
+/// A waker that panics when woken (an injected fault: the thread that fires it must go on).
+struct PanickingWaker(AtomicBool);
+
+impl Wake for PanickingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, SeqCst);
+        bump(C::FaultWakerPanic);
+        panic!("{INJECTED} (a waker)");
+    }
+}
+
+fn panicking_waker() -> (Waker, Arc<PanickingWaker>) {
+    let fired = Arc::new(PanickingWaker(AtomicBool::new(false)));
+    (Waker::from(fired.clone()), fired)
+}
+
+/// A waker that counts the drop of its last clone.
+struct DropCounted(Arc<AtomicUsize>);
+
+impl Wake for DropCounted {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for DropCounted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+async fn bind_udp(what: &str) -> Option<UdpSocket> {
+    match UdpSocket::bind("127.0.0.1:0").await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            fail(format!(
+                "{what}: binding a UDP socket on 127.0.0.1 failed: {e}"
+            ));
+            None
+        }
+    }
+}
+
+/// Waits (on the soak's own timer) until `waker` has fired; `false` with a failure after
+/// [`WAIT_LIMIT`].
+async fn fired(waker: &PanickingWaker, what: &str) -> bool {
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while !waker.0.load(SeqCst) {
+        if Instant::now() > deadline {
+            fail(format!("stuck: {what} never fired its waker"));
+            return false;
+        }
+        sleep(Duration::from_millis(1)).await;
+    }
+    true
+}
+
+/// A runtime timer, a socket wait, or (on a foreign thread) a fallback timer, each polled with
+/// a waker that panics; the thread that fires it must keep serving everything else.
+async fn waker_panics(env: Arc<Env>, mut rng: Rng) -> Out {
+    let (waker, probe) = panicking_waker();
+    match rng.below(3) {
+        0 => {
+            // Fired by whichever worker turns the timers, or cancelled by the drop, or drained
+            // by a shutdown.
+            let mut timer = pin!(memkit_async::time::sleep(rng.micros(3000)));
+            if timer
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+            {
+                sleep(rng.micros(4000)).await;
+            }
+        }
+        1 => {
+            let (Some(sock), Some(peer)) = (
+                bind_udp("a panicking socket waker").await,
+                bind_udp("a panicking socket waker").await,
+            ) else {
+                return Out::Unit;
+            };
+            let addr = sock.local_addr().expect("a bound socket has an address");
+            let mut buf = [0u8; 8];
+            {
+                let mut recv = pin!(sock.recv_from(&mut buf));
+                if recv
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_ready()
+                {
+                    fail("a socket received a datagram nobody sent".into());
+                    return Out::Unit;
+                }
+                if let Err(e) = peer.send_to(b"wake", addr).await {
+                    fail(format!("send_to on loopback failed: {e}"));
+                    return Out::Unit;
+                }
+                // The reactor's dispatch (on some worker) fires the panicking waker.
+                if !fired(&probe, "a socket wait").await {
+                    return Out::Unit;
+                }
+            }
+            match bounded(
+                WAIT_LIMIT,
+                "a datagram after a panicking waker",
+                sock.recv_from(&mut buf),
+            )
+            .await
+            {
+                Some(Ok((4, _))) if &buf[..4] == b"wake" => bump(C::Datagrams),
+                Some(other) => fail(format!("a datagram after a panicking waker: {other:?}")),
+                None => {}
+            }
+        }
+        _ => {
+            let delay = rng.micros(2000);
+            env.thread(move || {
+                // Outside any runtime: the process-wide fallback timer thread fires it.
+                let (waker, probe) = panicking_waker();
+                let mut timer = Box::pin(memkit_async::time::sleep(delay));
+                if timer
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending()
+                {
+                    futures::executor::block_on(fired(&probe, "a fallback timer"));
+                }
+                // The fallback thread keeps firing every later timer.
+                futures::executor::block_on(bounded(
+                    WAIT_LIMIT,
+                    "a fallback sleep after a panicking waker",
+                    memkit_async::time::sleep(Duration::from_millis(1)),
+                ));
+            });
+        }
+    }
+    Out::Unit
+}
+
+/// Socket waits cancelled every way: polled once and dropped (each must drop its waker at
+/// once), cut off by a timeout, abandoned in a `select`, aborted with their task; the socket
+/// then still receives every datagram, each once.
+async fn socket_waits(mut rng: Rng) -> Out {
+    let (Some(sock), Some(peer)) = (
+        bind_udp("cancelled socket waits").await,
+        bind_udp("cancelled socket waits").await,
+    ) else {
+        return Out::Unit;
+    };
+    let sock = Arc::new(sock);
+    let addr = sock.local_addr().expect("a bound socket has an address");
+    let mut buf = [0u8; 8];
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let n = rng.range(1, 64);
+    for _ in 0..n {
+        let waker = Waker::from(Arc::new(DropCounted(dropped.clone())));
+        let mut recv = pin!(sock.recv_from(&mut buf));
+        if recv
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready()
+        {
+            fail("a socket received a datagram nobody sent".into());
+        }
+        bump(C::SocketAbandoned);
+    }
+    if dropped.load(SeqCst) != n {
+        fail(format!(
+            "{n} socket waits polled once and dropped still hold {} wakers",
+            n - dropped.load(SeqCst)
+        ));
+    }
+    // Waiters in other tasks, aborted or left to their timeouts.
+    let mut kids = Vec::new();
+    for _ in 0..rng.range(0, 4) {
+        let (s, limit) = (sock.clone(), rng.micros(3000));
+        kids.push(memkit_async::spawn(counted(async move {
+            let mut buf = [0u8; 8];
+            match memkit_async::time::timeout(limit, s.recv_from(&mut buf)).await {
+                Err(_) => bump(C::SocketTimedOut),
+                Ok(res) => fail(format!("a datagram nobody sent reached a waiter: {res:?}")),
+            }
+            Out::Unit
+        })));
+    }
+    for kid in &kids {
+        if rng.one_in(2) {
+            kid.abort();
+            bump(C::FaultAbort);
+        }
+    }
+    for _ in 0..rng.range(0, 3) {
+        if rng.one_in(2) {
+            match memkit_async::time::timeout(rng.micros(2000), sock.recv_from(&mut buf)).await {
+                Err(_) => bump(C::SocketTimedOut),
+                Ok(res) => fail(format!("a datagram nobody sent arrived: {res:?}")),
+            }
+        } else {
+            let recv = pin!(sock.recv_from(&mut buf));
+            match select(recv, sleep(rng.micros(2000))).await {
+                Either::Right(_) => bump(C::SocketTimedOut),
+                Either::Left((res, _)) => fail(format!("a datagram nobody sent arrived: {res:?}")),
+            }
+        }
+    }
+    for kid in kids {
+        if let Some(res) = bounded(WAIT_LIMIT, "a socket waiter", kid).await {
+            note_join(res, "socket waiter");
+        }
+    }
+    maybe_panic(&mut rng, 30, "socket waits");
+    // Every datagram arrives, once, in a wait that nobody cancels.
+    let k = rng.range(1, 8);
+    for i in 0..k as u64 {
+        if let Err(e) = peer.send_to(&i.to_le_bytes(), addr).await {
+            fail(format!("send_to on loopback failed: {e}"));
+            return Out::Unit;
+        }
+    }
+    let mut seen = vec![false; k];
+    for _ in 0..k {
+        match bounded(
+            WAIT_LIMIT,
+            "a datagram after cancelled waits",
+            sock.recv_from(&mut buf),
+        )
+        .await
+        {
+            Some(Ok((8, _))) => {
+                let i = u64::from_le_bytes(buf) as usize;
+                if i >= k || std::mem::replace(&mut seen[i], true) {
+                    fail(format!(
+                        "datagram {i} of {k} arrived twice or was never sent"
+                    ));
+                }
+                bump(C::Datagrams);
+            }
+            Some(other) => fail(format!("a datagram after cancelled waits: {other:?}")),
+            None => return Out::Unit,
+        }
+    }
+    Out::Unit
+}
+
+// ------------------------------------------------------------------------------------------
 // The driver
 // ------------------------------------------------------------------------------------------
 
@@ -1595,6 +1856,8 @@ enum Op {
     Arenas,
     Blocking,
     BlockOn,
+    WakerPanic,
+    Sockets,
 }
 
 const OPS: &[(Op, usize)] = &[
@@ -1613,6 +1876,8 @@ const OPS: &[(Op, usize)] = &[
     (Op::Arenas, 3),
     (Op::Blocking, 4),
     (Op::BlockOn, 1),
+    (Op::WakerPanic, 2),
+    (Op::Sockets, 3),
 ];
 
 fn pick_op(rng: &mut Rng) -> Op {
@@ -1877,6 +2142,14 @@ fn issue(op: Op, rt: &Runtime, env: &Arc<Env>, rng: &mut Rng, pending: &mut Vec<
                 "spawn_blocking",
                 rt.spawn_blocking(counted_fn(move || blocking_body(e, r))),
             );
+        }
+        Op::WakerPanic => {
+            bump(C::OpWakerPanic);
+            push("panicking wakers", h.spawn(counted(waker_panics(e, r))));
+        }
+        Op::Sockets => {
+            bump(C::OpSockets);
+            push("cancelled socket waits", h.spawn(counted(socket_waits(r))));
         }
         Op::BlockOn => {
             bump(C::OpBlockOn);

@@ -1,11 +1,15 @@
 //! `MkTaskLocal`: a value per task that follows the task across workers, is not seen by other
-//! tasks, nests, and is passed to child tasks only on request.
+//! tasks, nests, is passed to child tasks only on request, and is still set while a cancelled
+//! task's future is dropped.
 
 mod common;
 
 use common::*;
 use memkit_async::task::yield_now;
+use memkit_async::time::timeout;
 use memkit_async::{spawn, MkTaskLocal, MkTaskLocalError, Runtime};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 static ID: MkTaskLocal<u64> = MkTaskLocal::new();
 static NAME: MkTaskLocal<String> = MkTaskLocal::new();
@@ -131,4 +135,74 @@ fn a_panic_inside_with_leaves_the_value_in_place() {
         assert!(caught.is_err());
         assert_eq!(ID.get(), 9);
     });
+}
+
+/// Records what [`ID`] reads in its destructor.
+struct ReadsOnDrop(Arc<Mutex<Vec<Result<u64, MkTaskLocalError>>>>);
+
+impl Drop for ReadsOnDrop {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().push(ID.try_get());
+    }
+}
+
+#[test]
+fn destructors_of_an_aborted_timed_out_or_dropped_scope_see_the_value() {
+    with_timeout(DEADLINE, || {
+        let rt = rt();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        // Aborted while it waits.
+        let guard = ReadsOnDrop(seen.clone());
+        let started = Flag::new();
+        let s = started.clone();
+        let task = rt.spawn(ID.scope(7, async move {
+            let _guard = guard;
+            s.set();
+            std::future::pending::<()>().await
+        }));
+        wait_until("the task waits", || started.get());
+        task.abort();
+        assert!(rt.block_on(task).unwrap_err().is_cancelled());
+        // Timed out.
+        let guard = ReadsOnDrop(seen.clone());
+        let timed_out = rt.block_on(timeout(
+            Duration::from_millis(10),
+            ID.scope(8, async move {
+                let _guard = guard;
+                std::future::pending::<()>().await
+            }),
+        ));
+        assert!(timed_out.is_err());
+        // Dropped before its first poll.
+        let guard = ReadsOnDrop(seen.clone());
+        drop(ID.scope(9, async move {
+            let _guard = guard;
+        }));
+        assert_eq!(*seen.lock().unwrap(), vec![Ok(7), Ok(8), Ok(9)]);
+    });
+}
+
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        assert_eq!(ID.get(), 10, "the value is set in the destructor");
+        panic!("a destructor that panics");
+    }
+}
+
+#[test]
+fn a_destructor_that_panics_inside_the_scope_leaves_no_value_behind() {
+    let guard = PanicsOnDrop;
+    let scoped = NAME.scope(
+        "outer".into(),
+        ID.scope(10, async move {
+            let _guard = guard;
+        }),
+    );
+    let msg = expect_panic(move || drop(scoped));
+    assert_eq!(msg, "a destructor that panics");
+    assert_eq!(ID.try_get(), Err(MkTaskLocalError::NotSet));
+    assert_eq!(NAME.try_get(), Err(MkTaskLocalError::NotSet));
+    assert_eq!(ID.sync_scope(11, || ID.get()), 11);
 }

@@ -17,6 +17,7 @@ use common::*;
 use memkit_async::tokio::{spawn_with_budget, with_budget};
 use memkit_async::{task, MkAllocError, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -507,6 +508,28 @@ fn dropping_the_runtime_stops_the_tokio_runtime_and_joins_its_threads() {
 #[cfg(target_os = "linux")]
 async fn rt_spawn_tid() -> String {
     memkit_async::spawn(async { tid() }).await.unwrap()
+}
+
+#[test]
+fn dropping_the_runtime_waits_for_a_blocking_closure_that_uses_tokio() {
+    with_timeout(DEADLINE, || {
+        let rt = runtime(1);
+        let started = Flag::new();
+        let outcome = Arc::new(Mutex::new(None));
+        let (s, o) = (started.clone(), outcome.clone());
+        rt.spawn_blocking(move || {
+            s.set();
+            let slept = std::panic::catch_unwind(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(tokio::time::sleep(Duration::from_millis(300)))
+            });
+            *o.lock().unwrap() = Some(slept.map_err(|p| panic_message(&*p)));
+        });
+        wait_until("the blocking closure runs", || started.get());
+        // Waits for the running closure, whose tokio timer keeps working until it returns.
+        drop(rt);
+        assert_eq!(*outcome.lock().unwrap(), Some(Ok(())));
+    });
 }
 
 #[test]

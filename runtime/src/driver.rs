@@ -100,7 +100,7 @@ impl Driver {
         if !poller.events.is_empty() {
             self.io.dispatch(&poller.events, &mut poller.wake);
             poller.events.clear();
-            poller.wake.drain(..).for_each(Waker::wake);
+            crate::unwind::wake_all(poller.wake.drain(..));
         }
         self.time.process();
     }

@@ -30,6 +30,7 @@ mod sync;
 pub mod task;
 pub mod time;
 mod tokio_bridge;
+mod unwind;
 
 pub use blocking::spawn_blocking;
 pub use runtime::{spawn, Builder, Handle, Runtime};

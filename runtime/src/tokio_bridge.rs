@@ -14,9 +14,10 @@
 //! blocking pool started on demand), and one context entry per thread; per poll, nothing.
 //! Without the feature the bridge is an empty type and every call on it compiles away.
 //!
-//! Shutdown: once the memkit tasks are gone, the bridge thread is told to stop, drops the
-//! tokio runtime (tasks spawned on it are dropped, its blocking threads waited for within the
-//! shutdown's time limit), and is joined.
+//! Shutdown: once the memkit tasks are gone and the memkit blocking closures that were running
+//! have returned (they may use tokio-based code to the end), the bridge thread is told to stop,
+//! drops the tokio runtime (tasks spawned on it are dropped, its blocking threads waited for
+//! within what is left of the shutdown's time limit), and is joined.
 
 #[cfg(feature = "tokio")]
 pub(crate) use bridge::TokioBridge;
@@ -104,7 +105,7 @@ mod bridge {
                 state.waker.take()
             };
             if let Some(waker) = waker {
-                waker.wake();
+                crate::unwind::wake(waker);
             }
             if driver.thread().id() == thread::current().id() {
                 // Shut down from a tokio task on the bridge thread: it stops once that task's

@@ -3,7 +3,8 @@
 //! Each queued message travels with the budget guard its sender acquired for it, so the bytes
 //! of a message are charged exactly while it is queued: receiving, evicting or dropping the
 //! message drops its guard, which releases the bytes and serves parked senders in FIFO order.
-//! Budget calls and wake-ups happen without the queue lock held.
+//! Budget calls, wake-ups and the drops of messages and wakers happen without the queue lock
+//! held.
 
 use super::close::CloseSignal;
 use super::error::MkTryRecvError;
@@ -98,10 +99,14 @@ impl<T> Chan<T> {
                 Some(queued) => queued,
                 None if state.closed || self.senders.load(SeqCst) == 0 => return Poll::Ready(None),
                 None => {
-                    match &state.rx_waker {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => state.rx_waker = Some(cx.waker().clone()),
-                    }
+                    let stale = match &state.rx_waker {
+                        Some(w) if w.will_wake(cx.waker()) => None,
+                        _ => state.rx_waker.replace(cx.waker().clone()),
+                    };
+                    // A waker's drop may run any code (even drop the last sender, which takes
+                    // this lock): not under the lock.
+                    drop(state);
+                    drop(stale);
                     return Poll::Pending;
                 }
             }

@@ -49,21 +49,26 @@ impl CloseSignal {
     /// Replaces the waker registered under `key` if it would not wake the same task.
     pub(super) fn update(&self, key: usize, waker: &Waker) {
         let mut slots = self.lock();
+        let mut stale = None;
         if let Some(slot @ Some(_)) = slots.wakers.get_mut(key) {
             if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                *slot = Some(waker.clone());
+                stale = slot.replace(waker.clone());
             }
         }
+        // A waker's drop may run any code: not under the lock.
+        drop(slots);
+        drop(stale);
     }
 
     /// Forgets the waker registered under `key` (the sender stopped waiting).
     pub(super) fn deregister(&self, key: usize) {
         let mut slots = self.lock();
-        if let Some(slot) = slots.wakers.get_mut(key) {
-            if slot.take().is_some() {
-                slots.free.push(key);
-            }
+        let stale = slots.wakers.get_mut(key).and_then(Option::take);
+        if stale.is_some() {
+            slots.free.push(key);
         }
+        drop(slots);
+        drop(stale);
     }
 
     /// Marks the channel closed and wakes every registered sender, once.

@@ -33,7 +33,10 @@ impl Listeners {
         if let Some(k) = *key {
             if let Some(w) = reg.by_key.get_mut(&k) {
                 if !w.will_wake(waker) {
-                    *w = waker.clone();
+                    let stale = std::mem::replace(w, waker.clone());
+                    // A waker's drop may run any code: not under the lock.
+                    drop(reg);
+                    drop(stale);
                 }
                 return;
             }
@@ -48,7 +51,8 @@ impl Listeners {
     /// Removes the registration under `*key`, if any.
     pub(crate) fn unregister(&self, key: &mut Option<u64>) {
         if let Some(k) = key.take() {
-            if self.lock().by_key.remove(&k).is_some() {
+            let removed = self.lock().by_key.remove(&k);
+            if removed.is_some() {
                 self.count.fetch_sub(1, SeqCst);
             }
         }

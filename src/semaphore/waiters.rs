@@ -97,7 +97,8 @@ impl WaitList {
             sem.queued.fetch_add(1, SeqCst);
             inner.serve(sem, &mut wakers);
             if inner.slots[key].status == Status::Granted {
-                inner.release_slot(key);
+                // Its waker was never stored: nothing to drop.
+                let _ = inner.release_slot(key);
                 None
             } else {
                 inner.slots[key].waker = Some(waker.clone());
@@ -119,10 +120,13 @@ impl WaitList {
         let slot = &mut inner.slots[key];
         let out = match slot.status {
             Status::Queued => {
-                match &slot.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => slot.waker = Some(cx.waker().clone()),
-                }
+                let stale = match &slot.waker {
+                    Some(w) if w.will_wake(cx.waker()) => None,
+                    _ => slot.waker.replace(cx.waker().clone()),
+                };
+                // A waker's drop may run any code: not under the lock.
+                drop(inner);
+                drop(stale);
                 return Poll::Pending;
             }
             Status::Granted => Ok(()),
@@ -133,7 +137,9 @@ impl WaitList {
             }),
             Status::Free => unreachable!("a request polls only the slot it owns"),
         };
-        inner.release_slot(key);
+        let stale = inner.release_slot(key);
+        drop(inner);
+        drop(stale);
         Poll::Ready(out)
     }
 
@@ -191,7 +197,7 @@ impl WaitList {
     /// is freed.
     pub(super) fn cancel(&self, sem: &MkAsyncSemaphore, key: usize) {
         let mut wakers = Wakers::new();
-        {
+        let _stale = {
             let mut inner = self.lock();
             if inner.slots[key].status == Status::Queued {
                 if let Some(pos) = inner.queue.iter().position(|&k| k == key) {
@@ -201,21 +207,25 @@ impl WaitList {
             }
             // Queued: partial permits; granted but never observed: all of them.
             sem.put_back(std::mem::take(&mut inner.slots[key].assigned));
-            inner.release_slot(key);
+            let stale = inner.release_slot(key);
             // The next request may now be servable (with these permits, or because the head
             // it queued behind is gone).
             inner.serve(sem, &mut wakers);
-        }
+            stale
+        };
         wake(wakers);
     }
 }
 
 impl Inner {
-    fn release_slot(&mut self, key: usize) {
+    /// Frees `key`'s slot; its waker comes back, to be dropped once the lock is released.
+    #[must_use = "drop the waker after releasing the lock"]
+    fn release_slot(&mut self, key: usize) -> Option<Waker> {
         let slot = &mut self.slots[key];
         slot.status = Status::Free;
-        slot.waker = None;
+        let stale = slot.waker.take();
         self.free.push(key);
+        stale
     }
 
     /// Moves every available permit to the queued requests in order: each head is granted once

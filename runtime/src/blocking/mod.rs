@@ -18,6 +18,9 @@ use crate::task::JoinHandle;
 /// started when the runtime shuts down is dropped, and its handle resolves to a cancelled
 /// [`JoinError`](crate::JoinError); one that has started is waited for (see
 /// [`Runtime::shutdown_timeout`](crate::Runtime::shutdown_timeout) to bound that wait).
+/// A blocking thread whose [`on_thread_start`](crate::runtime::Builder::on_thread_start) hook
+/// panics runs no closure and exits; closures queued for it that no other thread will reach
+/// resolve to a cancelled `JoinError` at once, and the next `spawn_blocking` tries a new thread.
 ///
 /// # Panics
 ///

@@ -9,9 +9,11 @@ use crate::context;
 use crate::runtime::Handle;
 use crate::sync::{lock_std as lock, wait_while_for};
 use crate::task::{self, Header, JoinHandle, Notified, Schedule, Task};
+use crate::unwind;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::{Arc, Condvar, Mutex};
@@ -241,7 +243,13 @@ impl Inner {
             taking_work: true,
         };
         if let Some(f) = &self.config.on_start {
-            f();
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f())) {
+                // The thread is not what its hook was to make it: it runs no closure.
+                unwind::discard(payload);
+                exit.taking_work = false;
+                self.start_failed(id);
+                return;
+            }
         }
         {
             let _handle = context::set_handle(handle);
@@ -251,6 +259,26 @@ impl Inner {
         }
         if let Some(f) = &self.config.on_stop {
             f();
+        }
+    }
+
+    /// Thread `id` gives up before taking work, as its start hook panicked. Like a thread that
+    /// could not be started: queued closures that no other thread will reach fail (their
+    /// handles resolve as cancelled) rather than wait for the next `spawn_blocking`.
+    fn start_failed(&self, id: usize) {
+        let orphans: Vec<Notified> = {
+            let mut state = lock(&self.state);
+            state.num_threads -= 1;
+            // Exiting early: nobody will join this thread, so detach it.
+            state.threads.remove(&id);
+            if state.num_threads == 0 {
+                state.queue.drain(..).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for task in orphans {
+            task.shutdown();
         }
     }
 

@@ -196,6 +196,6 @@ impl Reactor {
                 io.shutdown(&mut wake);
             }
         }
-        wake.into_iter().for_each(Waker::wake);
+        crate::unwind::wake_all(wake);
     }
 }

@@ -1,8 +1,8 @@
 //! `PollEvented`: a mio source registered with a runtime's reactor, and the retry loop that
-//! every non-blocking operation on it goes through.
+//! every non-blocking operation on it goes through; `IoWait`: one async operation's wait on it.
 
 use super::reactor::Reactor;
-use super::readiness::{Direction, Readiness};
+use super::readiness::{Direction, Readiness, WaitKey, WaitSlot};
 use crate::context;
 use crate::runtime::handle::NO_RUNTIME;
 use mio::event::Source;
@@ -40,21 +40,44 @@ impl<E: Source> PollEvented<E> {
         &self.io
     }
 
-    /// Ready once the source may make progress in `dir` (or failed).
+    /// A wait in `dir` for an async operation: its waker is kept in a slot of its own, released
+    /// when the wait is dropped.
+    pub(crate) fn wait(&self, dir: Direction) -> IoWait<'_, E> {
+        IoWait {
+            io: self,
+            dir,
+            key: None,
+        }
+    }
+
+    /// Ready once the source may make progress in `dir` (or failed). For the `poll_*` methods:
+    /// the waker goes to the direction's shared slot.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<()>> {
-        self.readiness.poll_ready(cx, dir).map_ok(|_| ())
+        self.readiness
+            .poll_ready(cx, dir, WaitSlot::Shared)
+            .map_ok(|_| ())
     }
 
     /// Runs the non-blocking `op` until it does not report `WouldBlock`, waiting for readiness
-    /// in `dir` in between.
+    /// in `dir` in between. For the `poll_*` methods, like [`poll_ready`](Self::poll_ready).
     pub(crate) fn poll_io<R>(
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
+        op: impl FnMut(&E) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_io_in(cx, dir, WaitSlot::Shared, op)
+    }
+
+    fn poll_io_in<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        mut slot: WaitSlot<'_>,
         mut op: impl FnMut(&E) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         loop {
-            let event = match self.readiness.poll_ready(cx, dir) {
+            let event = match self.readiness.poll_ready(cx, dir, slot.reborrow()) {
                 Poll::Ready(Ok(event)) => event,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
@@ -90,5 +113,43 @@ impl<E: Source> PollEvented<E> {
 impl<E: Source> Drop for PollEvented<E> {
     fn drop(&mut self) {
         self.reactor.deregister(self.token, &mut self.io);
+    }
+}
+
+/// One async operation's wait on a source (`recv_from`, `accept`, `readable`, ...), kept in
+/// that operation's future: its waker has a slot of its own in the source's waiter slab, taken
+/// on the first `Pending` and freed when the wait is dropped, so a future abandoned mid-wait
+/// (by `timeout`, `select!`, an abort) leaves nothing behind.
+pub(crate) struct IoWait<'a, E: Source> {
+    io: &'a PollEvented<E>,
+    dir: Direction,
+    key: Option<WaitKey>,
+}
+
+impl<E: Source> IoWait<'_, E> {
+    /// Ready once the source may make progress in this wait's direction (or failed).
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io
+            .readiness
+            .poll_ready(cx, self.dir, WaitSlot::Owned(&mut self.key))
+            .map_ok(|_| ())
+    }
+
+    /// [`PollEvented::poll_io`] in this wait's direction, with the wait's own slot.
+    pub(crate) fn poll_io<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnMut(&E) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.io
+            .poll_io_in(cx, self.dir, WaitSlot::Owned(&mut self.key), op)
+    }
+}
+
+impl<E: Source> Drop for IoWait<'_, E> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.io.readiness.remove(key);
+        }
     }
 }

@@ -4,9 +4,12 @@
 //! - An `Arena` is always boxed and never moves: its address is its identity as chunk owner.
 //! - It is used by one thread at a time: a task arena only by the thread polling (or dropping)
 //!   its task, through the header's `arena` slot; an `MkArena` through `&self`, which cannot be
-//!   shared between threads (`MkArena` is `!Sync`).
+//!   shared between threads (`MkArena` is `!Sync`); the arenas of caches and frames under their
+//!   owner's lock (shared_alloc.rs).
 //! - `[bump, end)` is free space in `current`; objects below `bump` belong to live or freed
 //!   allocations counted in the chunk.
+//! - A chunk the arena lets go of leaves it as a `Retired`, which nothing but its holder
+//!   reaches, and is retired when that drops: for shared arenas, after the lock is released.
 
 use super::chunk::Chunk;
 use super::chunk_pool::{chunk_size_for, ChunkMem, ChunkPool, CHUNK_ALIGN, MAX_CLASS, MIN_CLASS};
@@ -150,43 +153,41 @@ impl Arena {
         Ok((grown, smallest))
     }
 
-    /// The growth step's bytes, if the budget has them right now (no waiting, no eviction);
-    /// otherwise the arena grows by the smallest chunk, under the budget's policy, so a step
-    /// larger than what is free (or than the limit) never makes a request wait or fail.
+    /// The growth step's bytes, if the budget has them right now (see [`grow_now`]).
     pub(crate) fn grow_now(&self, grown: usize, smallest: usize) -> Option<MkBudgetGuard> {
-        (grown > smallest && self.budget.try_charge_fair(grown).is_ok())
-            .then(|| self.budget.guard(grown))
+        grow_now(&self.budget, grown, smallest)
     }
 
-    /// Before growing: gives back a current chunk in which nothing is alive (it was too small
+    /// Before growing: lets go of a current chunk in which nothing is alive (it was too small
     /// for the request), so the arena never holds budget it does not use while it asks for more.
-    pub(crate) fn release_current_if_empty(&self) {
+    pub(crate) fn release_current_if_empty(&self) -> Retired {
         let Some(chunk) = self.current.get() else {
-            return;
+            return Retired(None);
         };
         // SAFETY: `current` is a live chunk owned by this arena.
         if self.mode == Mode::Counted && unsafe { chunk.as_ref() }.reset_if_empty() {
             self.current.set(None);
             self.bump.set(0);
             self.end.set(0);
-            // SAFETY: owned by this arena, retired once; empty, so destroyed at once.
-            unsafe { Chunk::retire(chunk) };
+            return Retired(Some(chunk));
         }
+        Retired(None)
     }
 
     pub(crate) fn take_chunk(&self, size: usize) -> Result<ChunkMem, MkAllocError> {
         self.pool.take(size)
     }
 
-    /// Makes `mem` (charged by `charge`) the current chunk; the previous one is retired.
-    pub(crate) fn install(&self, mem: ChunkMem, charge: MkBudgetGuard) {
+    /// Makes `mem` (charged by `charge`) the current chunk; the previous one is let go of
+    /// (`Owned` arenas keep it until they drop).
+    pub(crate) fn install(&self, mem: ChunkMem, charge: MkBudgetGuard) -> Retired {
         let size = mem.size();
         self.installed.set(self.installed.get() + size);
         let chunk = Chunk::new(mem, self.pool.clone(), charge, self.id());
+        let mut retired = Retired(None);
         if let Some(old) = self.current.replace(Some(chunk)) {
             match self.mode {
-                // SAFETY: `old` was this arena's current chunk and is retired once, here.
-                Mode::Counted => unsafe { Chunk::retire(old) },
+                Mode::Counted => retired = Retired(Some(old)),
                 Mode::Owned => {
                     let mut kept = self.kept.take();
                     kept.push(old);
@@ -202,6 +203,7 @@ impl Arena {
             self.next_size
                 .set((self.next_size.get() * 2).min(MAX_CLASS));
         }
+        retired
     }
 
     /// Allocates without waiting: the fast path, else a new chunk if the budget has room now
@@ -217,17 +219,49 @@ impl Arena {
 
     #[cold]
     fn try_alloc_in_new_chunk(&self, layout: Layout) -> Result<Block, MkAllocError> {
-        self.release_current_if_empty();
+        drop(self.release_current_if_empty());
         let (grown, smallest) = self.next_chunk_sizes(layout)?;
         let (size, charge) = match self.grow_now(grown, smallest) {
             Some(charge) => (grown, charge),
             None => (smallest, self.budget.try_acquire(smallest)?),
         };
         let mem = self.take_chunk(size)?;
-        self.install(mem, charge);
+        drop(self.install(mem, charge));
         self.alloc_fast(layout).ok_or(MkAllocError::SizeOverflow {
             requested: layout.size(),
         })
+    }
+}
+
+/// `grown` bytes of `budget` for an arena's next chunk, if the budget has them right now (no
+/// waiting, no eviction); otherwise the arena grows by the smallest chunk, under the budget's
+/// policy, so a step larger than what is free (or than the limit) never makes a request wait
+/// or fail.
+pub(crate) fn grow_now(budget: &MkBudget, grown: usize, smallest: usize) -> Option<MkBudgetGuard> {
+    (grown > smallest && budget.try_charge_fair(grown).is_ok()).then(|| budget.guard(grown))
+}
+
+/// A chunk an arena has let go of, retired when this drops. Retiring a chunk in which nothing
+/// is alive gives its bytes back to the budget, which wakes waiting tasks: an arena shared
+/// under a lock (caches, frames) drops this only once the lock is released.
+#[must_use = "dropping it retires the chunk"]
+pub(crate) struct Retired(Option<NonNull<Chunk>>);
+
+impl Retired {
+    /// Bytes of the chunk, if there is one.
+    pub(crate) fn bytes(&self) -> usize {
+        // SAFETY: a held chunk is alive until this retires it.
+        self.0.map_or(0, |chunk| unsafe { chunk.as_ref() }.size())
+    }
+}
+
+impl Drop for Retired {
+    fn drop(&mut self) {
+        if let Some(chunk) = self.0.take() {
+            // SAFETY: its arena no longer reaches the chunk (it left `current` while the arena
+            // was in the hands of this thread), so this is its owner's one retirement.
+            unsafe { Chunk::retire(chunk) }
+        }
     }
 }
 

@@ -104,29 +104,49 @@ impl<T> MkAsyncBox<T> {
         free(this.chunk);
         value
     }
+
+    /// Drops the box, as `drop` does, and returns the bytes freeing its slot gave back to the
+    /// budget: its chunk's, if the slot was the last live object of a retired chunk.
+    pub(crate) fn drop_counted(this: MkAsyncBox<T>) -> usize {
+        let mut this = ManuallyDrop::new(this);
+        let free = FreeOnDrop(this.chunk.take());
+        // SAFETY: the value is initialised and dropped once, here; `this` is never dropped.
+        unsafe { this.ptr.as_ptr().drop_in_place() };
+        free.now()
+    }
 }
 
-/// Counts one object of `chunk` as dead.
+/// Counts one object of `chunk` as dead; the bytes that gave back to the budget.
 #[inline(always)]
-pub(crate) fn free(chunk: Option<NonNull<Chunk>>) {
-    if let Some(chunk) = chunk {
+pub(crate) fn free(chunk: Option<NonNull<Chunk>>) -> usize {
+    match chunk {
         // SAFETY: called once per allocation, after its value is gone (callers' invariant).
-        unsafe { Chunk::free_one(chunk, arena::current_arena_id()) }
+        Some(chunk) => unsafe { Chunk::free_one(chunk, arena::current_arena_id()) },
+        None => 0,
+    }
+}
+
+/// Frees a slot when dropped: after its value's drop, even if that panics.
+struct FreeOnDrop(Option<NonNull<Chunk>>);
+
+impl FreeOnDrop {
+    /// Frees the slot now; the bytes that gave back to the budget.
+    fn now(mut self) -> usize {
+        free(self.0.take())
+    }
+}
+
+impl Drop for FreeOnDrop {
+    #[inline(always)]
+    fn drop(&mut self) {
+        free(self.0.take());
     }
 }
 
 impl<T> Drop for MkAsyncBox<T> {
     #[inline(always)]
     fn drop(&mut self) {
-        // Freed even if the value's drop panics.
-        struct Free(Option<NonNull<Chunk>>);
-        impl Drop for Free {
-            #[inline(always)]
-            fn drop(&mut self) {
-                free(self.0);
-            }
-        }
-        let _free = Free(self.chunk);
+        let _free = FreeOnDrop(self.chunk);
         // SAFETY: the value is initialised and dropped once, here.
         unsafe { self.ptr.as_ptr().drop_in_place() };
     }
@@ -215,7 +235,8 @@ impl<T> NewBox<T> {
 }
 
 /// One poll of an allocation that may need a new chunk: bump, or acquire the chunk's bytes
-/// under the budget's policy and install it.
+/// under the budget's policy and install it. For arenas that no lock guards (task arenas,
+/// `MkArena`): shared arenas allocate through shared_alloc.rs.
 pub(crate) fn poll_block(
     arena: &Arena,
     layout: Layout,
@@ -232,16 +253,16 @@ pub(crate) fn poll_block(
             let size = *size;
             *acquire = None;
             let mem = arena.take_chunk(size)?;
-            arena.install(mem, charge);
+            drop(arena.install(mem, charge));
         }
         if let Some(block) = arena.alloc_fast(layout) {
             return Ok(Poll::Ready(block));
         }
-        arena.release_current_if_empty();
+        drop(arena.release_current_if_empty());
         let (grown, smallest) = arena.next_chunk_sizes(layout)?;
         if let Some(charge) = arena.grow_now(grown, smallest) {
             let mem = arena.take_chunk(grown)?;
-            arena.install(mem, charge);
+            drop(arena.install(mem, charge));
             continue;
         }
         let size = smallest;

@@ -382,6 +382,27 @@ mod tests {
     }
 
     #[test]
+    fn a_withdrawn_head_lets_the_request_behind_it_through() {
+        let budget = MkBudget::new(10);
+        let held = budget.try_acquire(5).unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut head = Box::pin(budget.acquire(8));
+        let mut next = pin!(budget.acquire(2));
+        assert!(head.as_mut().poll(&mut cx).is_pending());
+        // Fits, but queues behind the head (FIFO).
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(budget.waiting(), 2);
+        drop(head); // no release follows: the withdrawal itself must serve `next`
+        assert_eq!(budget.waiting(), 0);
+        let Poll::Ready(Ok(guard)) = next.as_mut().poll(&mut cx) else {
+            panic!("the request behind a withdrawn head is served at once");
+        };
+        assert_eq!(budget.used(), 7);
+        drop((guard, held));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
     fn a_dropped_request_that_was_granted_gives_its_bytes_back() {
         let budget = MkBudget::new(10);
         let held = budget.try_acquire(10).unwrap();

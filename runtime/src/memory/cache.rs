@@ -4,15 +4,18 @@
 //! - The cache's arena (counted mode) is only touched with its mutex held, which orders every
 //!   use of it and of its chunks' owner-only counters; it is never a task's current arena, so
 //!   every free of a cached value takes chunk.rs's remote path.
-//! - Eviction never waits for the arena mutex (it only `try_lock`s it): an insert holding that
-//!   mutex may itself be the request that asked for eviction. A chunk release that finds the
-//!   mutex taken is left as a request that the holder serves right after unlocking.
-//! - Entries are dropped outside the table mutex: dropping releases budget bytes, which serves
-//!   waiters.
+//! - No user code runs with either mutex held. New chunks are charged to the budget (which may
+//!   evict, and an evictable may insert into this very cache) before the arena mutex is taken,
+//!   and chunks and charges let go of under it are dropped after (shared_alloc.rs), since
+//!   returning bytes wakes tasks. Keys and entries leave the table under its mutex and are
+//!   dropped after it is released. (Comparing and hashing keys, and `get`'s clone, are the
+//!   exceptions a locked map cannot avoid.)
+//! - Eviction waits for the arena mutex to give back an emptied chunk: nobody holds it for
+//!   longer than a bump or a chunk installation.
 
 use super::arena::{Arena, Mode};
-use super::boxed::poll_block;
 use super::owned::current_pool;
+use super::shared_alloc::{self, Charge, Spare, Step};
 use super::{MkAllocError, MkAsyncBox, MkBackpressure, MkBudget, MkBudgetGuard};
 use super::{MkByteSize, MkEvictable};
 use crate::sync::lock_std as lock;
@@ -20,12 +23,10 @@ use std::alloc::Layout;
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::future::poll_fn;
 use std::hash::Hash;
-use std::sync::atomic::Ordering::{self, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 
 /// A concurrent map bounded by bytes, whose values live in the cache's own arena.
 ///
@@ -62,8 +63,6 @@ pub struct MkAsyncCache<K, V> {
 struct Inner<K, V> {
     budget: MkBudget,
     arena: Mutex<Box<Arena>>,
-    /// A removal emptied entries while an insert held `arena`: give back its empty chunk.
-    release_requested: AtomicBool,
     table: Mutex<Table<K, V>>,
     evicted: AtomicU64,
 }
@@ -80,7 +79,17 @@ struct Entry<V> {
     seq: u64,
     value: MkAsyncBox<V>,
     /// Bytes the value owns outside the arena.
-    _extra: Option<MkBudgetGuard>,
+    extra: Option<MkBudgetGuard>,
+}
+
+impl<V> Entry<V> {
+    /// Drops the entry; the bytes that gave back to the budget: what the value owned outside
+    /// the arena, and its slot's chunk if the value was the last one alive in it.
+    fn drop_counted(self) -> usize {
+        let Entry { value, extra, .. } = self;
+        let released = MkAsyncBox::drop_counted(value);
+        released + extra.map_or(0, |guard| guard.bytes())
+    }
 }
 
 impl<K, V> MkAsyncCache<K, V>
@@ -103,7 +112,6 @@ where
         let inner = Arc::new(Inner {
             budget: budget.clone(),
             arena: Mutex::new(Arena::new(budget.clone(), pool, Mode::Counted)),
-            release_requested: AtomicBool::new(false),
             table: Mutex::new(Table {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
@@ -128,21 +136,9 @@ where
             0 => None,
             n => Some(self.inner.budget.acquire(n).await?),
         };
-        let mut acquire = None;
-        let block = poll_fn(|cx| {
-            let res = self.inner.with_arena(|arena| {
-                let res = poll_block(arena, Layout::new::<V>(), &mut acquire, cx);
-                if let Err(MkAllocError::CapacityReached { .. }) = res {
-                    // Eviction may have emptied the chunk this insert holds: reuse it.
-                    acquire = None;
-                    return poll_block(arena, Layout::new::<V>(), &mut acquire, cx);
-                }
-                res
-            });
-            match res {
-                Ok(poll) => poll.map(Ok),
-                Err(err) => Poll::Ready(Err(err)),
-            }
+        let inner = &*self.inner;
+        let block = shared_alloc::alloc(&inner.budget, |charge, spare| {
+            inner.step(Layout::new::<V>(), charge, spare)
         })
         .await?;
         // SAFETY: the block is fresh and laid out for `V`.
@@ -159,12 +155,9 @@ where
             0 => None,
             n => Some(self.inner.budget.try_acquire(n)?),
         };
-        let block = self.inner.with_arena(|arena| {
-            match arena.try_alloc(Layout::new::<V>()) {
-                // Eviction may have emptied the chunk this insert holds: reuse it.
-                Err(MkAllocError::CapacityReached { .. }) => arena.try_alloc(Layout::new::<V>()),
-                res => res,
-            }
+        let inner = &*self.inner;
+        let block = shared_alloc::try_alloc(&inner.budget, |charge, spare| {
+            inner.step(Layout::new::<V>(), charge, spare)
         })?;
         // SAFETY: the block is fresh and laid out for `V`.
         let value = unsafe { MkAsyncBox::write(block, value) };
@@ -176,26 +169,31 @@ where
     }
 
     fn put(&self, key: K, value: MkAsyncBox<V>, extra: Option<MkBudgetGuard>) -> Option<V> {
+        let ordered = key.clone();
+        let mut dead = Vec::new();
         let old = {
             let mut table = lock(&self.inner.table);
             let seq = table.next_seq;
             table.next_seq += 1;
-            table.order.push_back((seq, key.clone()));
-            let old = table.entries.insert(
-                key,
-                Entry {
-                    seq,
-                    value,
-                    _extra: extra,
-                },
-            );
-            table.compact();
+            table.order.push_back((seq, ordered));
+            let entry = Entry { seq, value, extra };
+            let old = match table.entries.get_mut(&key) {
+                // Replaced in place: the key passed in is dropped below, not under the lock.
+                Some(slot) => Some(std::mem::replace(slot, entry)),
+                None => {
+                    table.entries.insert(key, entry);
+                    None
+                }
+            };
+            table.compact(&mut dead);
             old
         };
+        drop(dead);
         old.map(|e| MkAsyncBox::into_inner(e.value))
     }
 
-    /// A clone of the value under `key`.
+    /// A clone of the value under `key`. The value is cloned with the cache locked: a `Clone`
+    /// that uses this cache would wait for itself.
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -205,7 +203,8 @@ where
         self.get_with(key, V::clone)
     }
 
-    /// Calls `f` with the value under `key` (the cache is locked meanwhile: keep `f` short).
+    /// Calls `f` with the value under `key` (the cache is locked meanwhile: keep `f` short, and
+    /// do not use this cache from it).
     pub fn get_with<Q, R>(&self, key: &Q, f: impl FnOnce(&V) -> R) -> Option<R>
     where
         K: Borrow<Q>,
@@ -232,20 +231,22 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let entry = lock(&self.inner.table).entries.remove(key);
-        let value = entry.map(|e| MkAsyncBox::into_inner(e.value));
+        let entry = lock(&self.inner.table).entries.remove_entry(key);
+        let value = entry.map(|(_key, e)| MkAsyncBox::into_inner(e.value));
         self.inner.release_unused_chunk();
         value
     }
 
     /// Removes every entry.
     pub fn clear(&self) {
-        let entries = {
+        let taken = {
             let mut table = lock(&self.inner.table);
-            table.order.clear();
-            std::mem::take(&mut table.entries)
+            (
+                std::mem::take(&mut table.order),
+                std::mem::take(&mut table.entries),
+            )
         };
-        drop(entries);
+        drop(taken);
         self.inner.release_unused_chunk();
     }
 }
@@ -298,54 +299,52 @@ impl<K, V> fmt::Debug for MkAsyncCache<K, V> {
 }
 
 impl<K: Eq + Hash, V> Table<K, V> {
-    /// Drops stale order records once they outnumber live entries, so the queue stays O(len).
-    fn compact(&mut self) {
+    /// Drops stale order records once they outnumber live entries, so the queue stays O(len);
+    /// their keys go to `dead`, to be dropped once the table is unlocked.
+    fn compact(&mut self, dead: &mut Vec<K>) {
         if self.order.len() > 2 * self.entries.len() + 16 {
-            let entries = &self.entries;
-            self.order
-                .retain(|(seq, k)| entries.get(k).is_some_and(|e| e.seq == *seq));
+            for (seq, key) in std::mem::take(&mut self.order) {
+                if self.entries.get(&key).is_some_and(|e| e.seq == seq) {
+                    self.order.push_back((seq, key));
+                } else {
+                    dead.push(key);
+                }
+            }
         }
     }
 
-    /// Removes the least recently inserted entry.
-    fn pop_oldest(&mut self) -> Option<Entry<V>> {
+    /// Removes the least recently inserted entry; stale order records met on the way go to
+    /// `dead`, to be dropped once the table is unlocked.
+    fn pop_oldest(&mut self, dead: &mut Vec<K>) -> Option<(K, Entry<V>)> {
         while let Some((seq, key)) = self.order.pop_front() {
             if self.entries.get(&key).is_some_and(|e| e.seq == seq) {
-                return self.entries.remove(&key);
+                let oldest = self.entries.remove_entry(&key);
+                dead.push(key);
+                return oldest;
             }
+            dead.push(key);
         }
         None
     }
 }
 
 impl<K, V> Inner<K, V> {
-    /// Runs `f` with the arena locked, then serves release requests made meanwhile.
-    fn with_arena<R>(&self, f: impl FnOnce(&Arena) -> R) -> R {
-        let out = f(&lock(&self.arena));
-        self.serve_release_requests();
-        out
+    /// One step of an allocation in the cache's arena, with the arena locked for it.
+    fn step(
+        &self,
+        layout: Layout,
+        charge: Option<Charge>,
+        spare: &mut Spare,
+    ) -> Result<Step, MkAllocError> {
+        lock(&self.arena).step_shared(layout, charge, spare)
     }
 
-    /// Gives the arena's current chunk back if nothing in it is alive (after removals emptied
-    /// it), now or, if an insert holds the arena, as soon as that insert lets go of it: a
-    /// waiting insert may be queued for exactly those bytes.
-    fn release_unused_chunk(&self) {
-        self.release_requested.store(true, SeqCst);
-        self.serve_release_requests();
-    }
-
-    /// Whoever sets the request retries the lock after setting it, and whoever holds the lock
-    /// checks the request after unlocking: one of them always serves it. Never waits for the
-    /// lock, because eviction runs inside an insert that holds it.
-    fn serve_release_requests(&self) {
-        while self.release_requested.load(SeqCst) {
-            let Ok(arena) = self.arena.try_lock() else {
-                return;
-            };
-            if self.release_requested.swap(false, SeqCst) {
-                arena.release_current_if_empty();
-            }
-        }
+    /// Gives the arena's current chunk back if nothing in it is alive (removals emptied it);
+    /// the bytes given back.
+    fn release_unused_chunk(&self) -> usize {
+        let retired = lock(&self.arena).release_current_if_empty();
+        // Retired (its bytes returned, waiters woken) once the arena is unlocked.
+        retired.bytes()
     }
 }
 
@@ -354,20 +353,26 @@ where
     K: Eq + Hash + Send + 'static,
     V: Send + 'static,
 {
+    /// Drops the oldest entries until they gave back `bytes_wanted` bytes, or none is left (a
+    /// chunk's bytes come back once every entry in it is gone, and the current chunk is given
+    /// back once emptied). Returns the bytes given back, counted as they are released rather
+    /// than read from the budget, which other requests charge meanwhile: reading it, an
+    /// eviction whose bytes another request took at once would look as if nothing was left.
     fn evict(&self, bytes_wanted: usize) -> usize {
-        let before = self.budget.used();
+        let mut released = 0;
         loop {
-            let oldest = lock(&self.table).pop_oldest();
-            let Some(entry) = oldest else {
-                self.release_unused_chunk();
-                break;
+            let mut dead = Vec::new();
+            let oldest = lock(&self.table).pop_oldest(&mut dead);
+            drop(dead);
+            let Some((key, entry)) = oldest else {
+                return released + self.release_unused_chunk();
             };
-            drop(entry);
+            drop(key);
+            released += entry.drop_counted();
             self.evicted.fetch_add(1, Ordering::Relaxed);
-            if before.saturating_sub(self.budget.used()) >= bytes_wanted {
-                break;
+            if released >= bytes_wanted {
+                return released;
             }
         }
-        before.saturating_sub(self.budget.used())
     }
 }

@@ -61,6 +61,11 @@ impl Chunk {
         self.start() + self.mem.size()
     }
 
+    /// Bytes of the chunk (what it holds in its budget).
+    pub(crate) fn size(&self) -> usize {
+        self.mem.size()
+    }
+
     /// Owner only: records an allocation.
     #[inline(always)]
     pub(crate) fn note_alloc(&self) {
@@ -82,19 +87,21 @@ impl Chunk {
     }
 
     /// Frees one object of `this`; `current_arena` is the freeing thread's current arena.
+    /// Returns the bytes this gave back to the budget: the chunk's, if that was the last live
+    /// object of a retired chunk, else 0.
     ///
     /// # Safety
     /// `this` is a live chunk holding an object that has just been dropped, which is not freed
     /// again.
     #[inline(always)]
-    pub(crate) unsafe fn free_one(this: NonNull<Chunk>, current_arena: *const ()) {
+    pub(crate) unsafe fn free_one(this: NonNull<Chunk>, current_arena: *const ()) -> usize {
         // SAFETY: the object being freed keeps the chunk alive until this call ends.
         let chunk = unsafe { this.as_ref() };
         if !current_arena.is_null()
             && chunk.owner.load(Ordering::Relaxed) == current_arena.cast_mut()
         {
             chunk.local_frees.set(chunk.local_frees.get() + 1);
-            return;
+            return 0;
         }
         // SAFETY: forwarded caller contract.
         unsafe { Chunk::free_remote(this) }
@@ -102,13 +109,14 @@ impl Chunk {
 
     /// # Safety
     /// As `free_one`.
-    unsafe fn free_remote(this: NonNull<Chunk>) {
+    unsafe fn free_remote(this: NonNull<Chunk>) -> usize {
         // SAFETY: the object being freed keeps the chunk alive until its count drops.
         let chunk = unsafe { this.as_ref() };
         if chunk.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
             // SAFETY: that was the last live object of a retired chunk.
-            unsafe { Chunk::destroy(this) }
+            return unsafe { Chunk::destroy(this) };
         }
+        0
     }
 
     /// Owner only: stops allocating from `this`; it is destroyed now if empty, else by its last
@@ -123,13 +131,15 @@ impl Chunk {
         let local_live = (chunk.allocs.get() - chunk.local_frees.get()) as isize;
         if chunk.outstanding.fetch_add(local_live, Ordering::AcqRel) + local_live == 0 {
             // SAFETY: no live object remains and the owner is done with it.
-            unsafe { Chunk::destroy(this) }
+            unsafe { Chunk::destroy(this) };
         }
     }
 
+    /// Returns the chunk's memory to the pool and its bytes to the budget; the bytes.
+    ///
     /// # Safety
     /// Nothing references `this` any more.
-    unsafe fn destroy(this: NonNull<Chunk>) {
+    unsafe fn destroy(this: NonNull<Chunk>) -> usize {
         // SAFETY: chunks are created by `Box::leak` in `new`, destroyed once (caller).
         let mut chunk = unsafe { Box::from_raw(this.as_ptr()) };
         // SAFETY: both fields are taken exactly once, here, and the box is not used after.
@@ -141,6 +151,8 @@ impl Chunk {
         };
         chunk.pool.put(mem);
         // The bytes go back to the budget after the memory is back in the pool.
+        let bytes = charge.bytes();
         drop(charge);
+        bytes
     }
 }

@@ -14,8 +14,12 @@ use std::sync::{Arc, Weak};
 /// the budget keeps only a weak reference, so dropping the consumer unregisters it.
 pub trait MkEvictable: Send + Sync {
     /// Drops the oldest entries until about `bytes_wanted` bytes are released back to the budget
-    /// (by dropping the guards that hold them), and returns the bytes released; 0 if nothing is
-    /// left to evict. Called on the requesting task's thread, with no budget lock held.
+    /// (by dropping the guards that hold them), and returns the bytes released, as the consumer
+    /// counts them (not by watching the budget, which other tasks charge meanwhile). Return 0
+    /// only if nothing is left to evict: `Evict` asks again while anyone released something,
+    /// and fails with `CapacityReached` once nobody can. Called on the requesting task's
+    /// thread, with no lock of memkit held, so it may use the budget and the consumers on it
+    /// (even the one that asked).
     fn evict(&self, bytes_wanted: usize) -> usize;
 }
 
@@ -29,7 +33,8 @@ impl MkBudget {
     }
 
     /// `Evict`: asks the consumers registered on the budgets from this one up to `full` to make
-    /// room, retrying after each, until the request fits or nobody frees anything.
+    /// room, retrying after each, until the request fits or nobody frees anything: then nothing
+    /// evictable is left on the way, and the request fails with `CapacityReached`.
     pub(crate) fn evict_for(
         &self,
         bytes: usize,

@@ -4,25 +4,26 @@
 //! - Each open frame owns a boxed `Arena` (counted mode) kept in the allocator's frame table
 //!   under the table's mutex; the arena and its chunks' owner-only counters are only touched
 //!   with that mutex held, which orders every use of them, whatever thread the task runs on.
+//! - No user code runs with the mutex held: new chunks are charged to the budget (which may
+//!   evict, and an evictable may close a frame of this allocator) before it is taken, and
+//!   chunks and charges let go of under it are dropped after (shared_alloc.rs).
 //! - No frame arena is ever a task's current arena, so every free of a frame object (wherever
 //!   it happens) takes chunk.rs's remote path.
 //! - Closing a frame drops its arena outside the mutex: chunks with live objects stay alive
 //!   until their last object is freed (chunk.rs), so handles outlive their frame safely.
 
 use super::arena::{Arena, Mode};
-use super::boxed::poll_block;
 use super::chunk_pool::MIN_CLASS;
 use super::owned::current_pool;
+use super::shared_alloc;
 use super::{MkAllocError, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget};
 use crate::sync::lock_std as lock;
 use crate::task;
 use std::alloc::Layout;
 use std::collections::HashMap;
 use std::fmt;
-use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::thread::{self, ThreadId};
 
 /// Settings of an [`MkAsyncFrameAlloc`].
@@ -144,7 +145,7 @@ impl MkAsyncFrameAlloc {
         let pool = current_pool();
         let arena = Arena::new(self.inner.budget.clone(), pool, Mode::Counted);
         let mem = arena.take_chunk(MIN_CLASS)?;
-        arena.install(mem, charge);
+        drop(arena.install(mem, charge)); // A new arena: nothing to retire.
         let number = self.inner.begun.fetch_add(1, Ordering::Relaxed) + 1;
         let owner = Owner::current();
         lock(&self.inner.frames)
@@ -192,24 +193,24 @@ impl MkAsyncFrameAlloc {
         Ok(MkAsyncVec::filled_in(block, len, T::default))
     }
 
+    /// A block in the innermost open frame (the one found first, if the allocation has to
+    /// wait for a chunk). The frame table is locked only to bump and install: a new chunk is
+    /// charged with no lock held, since eviction runs user code that may close frames.
     async fn alloc_block(&self, layout: Layout) -> Result<super::arena::Block, MkAllocError> {
         let owner = Owner::current();
         let mut frame = None;
-        let mut acquire = None;
-        poll_fn(|cx| {
+        shared_alloc::alloc(&self.inner.budget, |charge, spare| {
             let frames = lock(&self.inner.frames);
             let open = frames.get(&owner).and_then(|stack| match frame {
                 None => stack.last(),
                 Some(n) => stack.iter().find(|f| f.number == n),
             });
             let Some(open) = open else {
-                return Poll::Ready(Err(MkAllocError::NoFrame));
+                spare.give_back(charge);
+                return Err(MkAllocError::NoFrame);
             };
             frame = Some(open.number);
-            match poll_block(&open.arena, layout, &mut acquire, cx) {
-                Ok(poll) => poll.map(Ok),
-                Err(err) => Poll::Ready(Err(err)),
-            }
+            open.arena.step_shared(layout, charge, spare)
         })
         .await
     }

@@ -222,3 +222,42 @@ fn loom_budget_fifo_head_served_first() {
         assert_settled(&budget, 10);
     });
 }
+
+/// 5. A request moved between queues gives up on the way. Two requests on a child are blocked
+///    by the root; a sibling's release serves the root's queue, which finds them blocked by the
+///    child now and moves them to the child's queue, while the second one is dropped. Whether
+///    it gives up before it leaves the root, on the way, or once queued on the child, it must
+///    never be counted as waiting afterwards: that count makes fair charging refuse every
+///    request on the path, with room free and nothing queued to serve it.
+#[test]
+fn loom_budget_cancel_while_moved_between_queues() {
+    loom_model("budget_cancel_while_moved_between_queues", None, || {
+        let root = MkBudget::new(10);
+        let (sibling, child) = (root.child(10), root.child(5));
+        let held = sibling.try_acquire(8).unwrap();
+        let mut first = child.acquire(4);
+        let mut second = child.acquire(4);
+        assert!(poll_once(&mut first, Waker::noop()).is_pending());
+        assert!(poll_once(&mut second, Waker::noop()).is_pending());
+        assert_eq!((root.waiting(), child.waiting()), (2, 0));
+        // The child fills up under the root's queue (a charge that bypasses fairness).
+        child.try_charge(2).unwrap();
+        let in_child = child.guard(2);
+        let releaser = thread::spawn(move || drop(held));
+        let canceller = thread::spawn(move || drop(second));
+        releaser.join().unwrap();
+        canceller.join().unwrap();
+        // Only `first` waits, on the child (2 + 4 > 5).
+        assert_eq!(
+            (root.waiting(), child.waiting()),
+            (0, 1),
+            "{root:?} {child:?}"
+        );
+        drop(first);
+        assert_eq!((root.waiting(), child.waiting()), (0, 0));
+        // Nothing is queued: a fair charge with room goes through.
+        assert!(child.try_acquire(3).is_ok());
+        drop(in_child);
+        assert_settled(&root, 10);
+    });
+}

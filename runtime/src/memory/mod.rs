@@ -19,6 +19,7 @@ mod loom_chunk;
 mod owned;
 mod policy;
 mod scope;
+mod shared_alloc;
 mod vec;
 mod wait;
 mod wait_queue;

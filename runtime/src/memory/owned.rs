@@ -1,9 +1,10 @@
 //! `MkArena`: an owned arena that can be filled in one task and handed whole to another.
 //!
 //! Invariants: values live until the `MkArena` drops, which runs their destructors (newest
-//! first) and then frees its chunks; references handed out borrow the arena, so it cannot move
-//! or drop while they live. `MkArena` is `Send` (its values must be `Send`) and `!Sync`, so only
-//! one thread allocates in it at a time.
+//! first) through type-erased drop functions and then frees its chunks; values are `'static`,
+//! so nothing they borrow can die before that drop; references handed out borrow the arena, so
+//! it cannot move or drop while they live. `MkArena` is `Send` (its values must be `Send`) and
+//! `!Sync`, so only one thread allocates in it at a time.
 
 use super::arena::{Arena, Mode};
 use super::boxed::poll_block;
@@ -93,10 +94,14 @@ impl MkArena {
     /// Moves `value` into the arena without waiting: if a new chunk is needed and the budget is
     /// full, this fails (after evicting, under `Evict`).
     ///
+    /// Values must be `'static`: the arena runs their destructors when it drops, and nothing in
+    /// its type ties that moment to what a value borrows (it moves freely between tasks), so a
+    /// borrowed value could be dropped after the data it borrows is gone.
+    ///
     /// # Errors
     /// Per [`MkAllocError`]; the value is dropped on error.
     #[allow(clippy::mut_from_ref)] // Each call hands out a distinct, fresh slot.
-    pub fn alloc<T: Send>(&self, value: T) -> Result<&mut T, MkAllocError> {
+    pub fn alloc<T: Send + 'static>(&self, value: T) -> Result<&mut T, MkAllocError> {
         let block = self.arena.try_alloc(Layout::new::<T>())?;
         // SAFETY: the block is fresh and laid out for `T`; it lives until the arena drops.
         Ok(unsafe { self.place(block.ptr, value) })
@@ -108,6 +113,8 @@ impl MkArena {
     /// It takes `&mut self` so the future is `Send` (an `MkArena` is not `Sync`) and can be
     /// awaited inside spawned tasks; to keep several values borrowed at once, use
     /// [`alloc`](Self::alloc), which never waits.
+    ///
+    /// Values must be `'static`, as in [`alloc`](Self::alloc).
     ///
     /// # Errors
     /// Per [`MkAllocError`]; the value is dropped on error.
@@ -131,12 +138,12 @@ impl MkArena {
     /// # Safety
     /// `ptr` is fresh arena memory laid out for `T`.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn place<T>(&self, ptr: NonNull<u8>, value: T) -> &mut T {
+    unsafe fn place<T: 'static>(&self, ptr: NonNull<u8>, value: T) -> &mut T {
         let ptr = ptr.cast::<T>();
         // SAFETY: caller contract.
         unsafe { ptr.as_ptr().write(value) };
         if std::mem::needs_drop::<T>() {
-            unsafe fn drop_value<T>(p: *mut u8) {
+            unsafe fn drop_value<T: 'static>(p: *mut u8) {
                 // SAFETY: registered for a live `T` at `p`, run once when the arena drops.
                 unsafe { p.cast::<T>().drop_in_place() }
             }

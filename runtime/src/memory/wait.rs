@@ -7,7 +7,10 @@
 //!
 //! Invariant: a waiter's status moves `Queued -> Granted` (the granter charged its bytes) or
 //! `Queued -> Cancelled` (its future gave up), once, under its lock; bytes granted to a
-//! cancelled waiter are released by whoever observes both.
+//! cancelled waiter are released by whoever observes both. A cancelled waiter is never pushed
+//! on a queue: `queue_at` checks the status and records the queue under the same lock that
+//! `cancel` reads it under, so a waiter cancelled while moving between queues is either
+//! refused by the next queue or dequeued from it by `cancel`.
 
 use super::budget::MkBudget;
 use super::guard::MkBudgetGuard;
@@ -56,8 +59,16 @@ impl Waiter {
         lock(&self.state).status == Status::Cancelled
     }
 
-    pub(crate) fn set_queued_at(&self, budget: MkBudget) {
-        lock(&self.state).queued_at = Some(budget);
+    /// Records that the waiter is being queued on `budget`, unless it was cancelled: a waiter
+    /// moved between queues may give up after leaving one and before reaching the next, and
+    /// must not be queued (and counted as waiting) then. `false` if it was cancelled.
+    pub(crate) fn queue_at(&self, budget: &MkBudget) -> bool {
+        let mut state = lock(&self.state);
+        if state.status == Status::Cancelled {
+            return false;
+        }
+        state.queued_at = Some(budget.clone());
+        true
     }
 
     /// Called by a releaser that charged this waiter's bytes.
@@ -88,9 +99,12 @@ impl Waiter {
             state.queued_at.clone()
         };
         // Leaving the queue now keeps `waiting()` exact; if the waiter is being moved between
-        // queues, the next queue drops it as cancelled.
+        // queues, the next queue refuses it (`queue_at`). A waiter that leaves may have been
+        // the head: the next one may fit now, and no release may come to serve it.
         if let Some(budget) = queued_at {
-            budget.dequeue(self);
+            if budget.dequeue(self) {
+                budget.serve_if_waiting();
+            }
         }
         false
     }
@@ -178,10 +192,14 @@ impl Acquire {
                 drop(state);
                 return self.finish(Ok(()));
             }
-            match &state.waker {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => state.waker = Some(cx.waker().clone()),
-            }
+            let stale = match &state.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => None,
+                _ => state.waker.replace(cx.waker().clone()),
+            };
+            // A waker's drop may run any code (release bytes, which locks this waiter to
+            // serve its queue): not under the lock.
+            drop(state);
+            drop(stale);
         }
         let timed_out = match w.deadline.as_mut() {
             Some(delay) => Pin::new(delay).poll(cx).is_ready(),

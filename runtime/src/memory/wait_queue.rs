@@ -20,11 +20,15 @@ impl MkBudget {
     }
 
     /// Queues `waiter` on this budget (where its request is blocked), then re-checks, so bytes
-    /// released meanwhile are not missed.
+    /// released meanwhile are not missed. A waiter cancelled on its way here is dropped
+    /// instead: counted as waiting, it would make fair charging refuse every request on the
+    /// path until the next serve.
     pub(crate) fn enqueue(&self, waiter: Arc<Waiter>) {
         {
             let mut queue = lock(&self.inner.waiters);
-            waiter.set_queued_at(self.clone());
+            if !waiter.queue_at(self) {
+                return;
+            }
             queue.push_back(waiter);
             self.inner.num_waiting.fetch_add(1, SeqCst);
         }
@@ -48,11 +52,13 @@ impl MkBudget {
         let mut granted = Vec::new();
         let mut moved = Vec::new();
         let mut rolled_back = Vec::new();
+        // Dropped after the lock: the last reference to a cancelled waiter drops its waker.
+        let mut cancelled = Vec::new();
         {
             let mut queue = lock(&self.inner.waiters);
             while let Some(head) = queue.front() {
                 if head.is_cancelled() {
-                    queue.pop_front();
+                    cancelled.push(queue.pop_front());
                     self.inner.num_waiting.fetch_sub(1, SeqCst);
                     continue;
                 }
@@ -73,6 +79,7 @@ impl MkBudget {
                 self.inner.num_waiting.fetch_sub(1, SeqCst);
             }
         }
+        drop(cancelled);
         // Wakers and other queues are touched without this queue's lock held.
         for refused in rolled_back {
             refused.serve_rolled_back();

@@ -54,10 +54,14 @@ impl TcpListener {
     /// The OS error of `accept` (for example when out of file descriptors: the listener stays
     /// usable and the next call may succeed).
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        poll_fn(|cx| self.poll_accept(cx)).await
+        let mut wait = self.io.wait(Direction::Read);
+        let (stream, addr) = poll_fn(|cx| wait.poll_io(cx, |l| l.accept())).await?;
+        drop(wait);
+        Ok((TcpStream::from_mio(stream)?, addr))
     }
 
-    /// Polls for a connection.
+    /// Polls for a connection. Only the task of the latest call is woken (one waker per
+    /// listener); [`accept`](Self::accept) has no such limit.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
         match self.io.poll_io(cx, Direction::Read, |l| l.accept()) {
             Poll::Ready(Ok((stream, addr))) => {

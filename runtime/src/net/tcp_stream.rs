@@ -48,8 +48,9 @@ impl TcpStream {
         let stream = TcpStream::from_mio(each_addr(addr, mio::net::TcpStream::connect)?)?;
         // Writable means the connection attempt ended; the socket error says how. A writable
         // event with no error and no peer yet is spurious: wait for the next.
+        let mut wait = stream.io.wait(Direction::Write);
         poll_fn(|cx| {
-            stream.io.poll_io(cx, Direction::Write, |s| {
+            wait.poll_io(cx, |s| {
                 if let Some(e) = s.take_error()? {
                     return Err(e);
                 }
@@ -63,6 +64,7 @@ impl TcpStream {
             })
         })
         .await?;
+        drop(wait);
         Ok(stream)
     }
 
@@ -121,20 +123,24 @@ impl TcpStream {
 
     /// Waits until the stream may be readable (data, end of stream or an error).
     pub async fn readable(&self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_read_ready(cx)).await
+        let mut wait = self.io.wait(Direction::Read);
+        poll_fn(|cx| wait.poll_ready(cx)).await
     }
 
     /// Waits until the stream may be writable.
     pub async fn writable(&self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_write_ready(cx)).await
+        let mut wait = self.io.wait(Direction::Write);
+        poll_fn(|cx| wait.poll_ready(cx)).await
     }
 
-    /// Polls for read readiness.
+    /// Polls for read readiness. Like `AsyncRead::poll_read`, it keeps one waker per direction:
+    /// only the task of the latest poll is woken. [`readable`](Self::readable) has no such
+    /// limit.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.io.poll_ready(cx, Direction::Read)
     }
 
-    /// Polls for write readiness.
+    /// Polls for write readiness; see [`poll_read_ready`](Self::poll_read_ready).
     pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.io.poll_ready(cx, Direction::Write)
     }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 /// A UDP socket.
 ///
 /// Methods take `&self`, so one socket can be shared (in an `Arc`) by several tasks; every task
-/// waiting in one direction is woken by the next readiness event.
+/// waiting in one direction (in an async method) is woken by the next readiness event.
 ///
 /// ```
 /// use memkit_async_runtime::net::UdpSocket;
@@ -67,26 +67,83 @@ impl UdpSocket {
                 "the target address resolved to no socket address",
             )
         })?;
-        poll_fn(|cx| self.poll_send_to(cx, buf, target)).await
+        let mut wait = self.io.wait(Direction::Write);
+        poll_fn(|cx| wait.poll_io(cx, |s| s.send_to(buf, target))).await
     }
 
     /// Receives one datagram into `buf`; returns its length and sender. A datagram longer
     /// than `buf` is truncated to it.
+    ///
+    /// Dropping the future before it completes (a `timeout`, a `select!`) leaves nothing
+    /// registered with the socket.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        poll_fn(|cx| self.poll_recv_from(cx, buf)).await
+        let mut wait = self.io.wait(Direction::Read);
+        poll_fn(|cx| wait.poll_io(cx, |s| s.recv_from(buf))).await
     }
 
     /// Sends `buf` to the connected peer.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_send(cx, buf)).await
+        let mut wait = self.io.wait(Direction::Write);
+        poll_fn(|cx| wait.poll_io(cx, |s| s.send(buf))).await
     }
 
     /// Receives one datagram from the connected peer.
+    ///
+    /// An error the peer's host reported for an earlier datagram (such as `ConnectionRefused`
+    /// for a port nobody listens on) is returned once, by the next receive or send; the
+    /// receive after it waits for a datagram again.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.poll_recv(cx, buf)).await
+        let mut wait = self.io.wait(Direction::Read);
+        poll_fn(|cx| wait.poll_io(cx, |s| s.recv(buf))).await
     }
 
-    /// Polls [`send_to`](Self::send_to).
+    /// Waits until the socket may be readable (a datagram or an error is queued). Another task
+    /// may take it first, so the [`try_recv`](Self::try_recv) that follows may still report
+    /// `WouldBlock`, after which `readable` waits again.
+    ///
+    /// ```
+    /// use memkit_async_runtime::net::UdpSocket;
+    /// # let rt = memkit_async_runtime::Runtime::new().unwrap();
+    /// # rt.block_on(async {
+    /// let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    /// let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    /// a.connect(b.local_addr().unwrap()).await.unwrap();
+    /// b.send_to(b"hi", a.local_addr().unwrap()).await.unwrap();
+    /// let mut buf = [0u8; 8];
+    /// let n = loop {
+    ///     a.readable().await.unwrap();
+    ///     match a.try_recv(&mut buf) {
+    ///         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+    ///         res => break res.unwrap(),
+    ///     }
+    /// };
+    /// assert_eq!(&buf[..n], b"hi");
+    /// # });
+    /// ```
+    pub async fn readable(&self) -> io::Result<()> {
+        let mut wait = self.io.wait(Direction::Read);
+        poll_fn(|cx| wait.poll_ready(cx)).await
+    }
+
+    /// Waits until the socket may be writable.
+    pub async fn writable(&self) -> io::Result<()> {
+        let mut wait = self.io.wait(Direction::Write);
+        poll_fn(|cx| wait.poll_ready(cx)).await
+    }
+
+    /// Polls for read readiness. Only the task of the latest `poll_*` call in this direction
+    /// is woken; the async methods have no such limit.
+    pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_ready(cx, Direction::Read)
+    }
+
+    /// Polls for write readiness; see [`poll_recv_ready`](Self::poll_recv_ready).
+    pub fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_ready(cx, Direction::Write)
+    }
+
+    /// Polls [`send_to`](Self::send_to). Only the task of the latest `poll_*` call in this
+    /// direction is woken (one waker per direction); the async methods have no such limit.
     pub fn poll_send_to(
         &self,
         cx: &mut Context<'_>,
@@ -124,6 +181,16 @@ impl UdpSocket {
     /// Sends without waiting: `WouldBlock` if the send buffer is full.
     pub fn try_send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
         self.io.try_io(Direction::Write, |s| s.send_to(buf, target))
+    }
+
+    /// Receives from the connected peer without waiting: `WouldBlock` if no datagram is queued.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.try_io(Direction::Read, |s| s.recv(buf))
+    }
+
+    /// Sends to the connected peer without waiting: `WouldBlock` if the send buffer is full.
+    pub fn try_send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.try_io(Direction::Write, |s| s.send(buf))
     }
 
     /// The local address.

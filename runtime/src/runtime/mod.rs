@@ -182,10 +182,12 @@ impl Runtime {
             // on a driver nobody turns any more.
             shared.driver.shutdown();
         }
-        // Tokio resources of the dropped tasks are deregistered by now: stop the bridge.
+        // Running blocking closures may use tokio-based code until they return: wait for them
+        // first, then stop the bridge (the tokio resources of the dropped tasks are
+        // deregistered by now). Both share what is left of the time limit.
         let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        shared.tokio.shutdown(left());
         shared.blocking.shutdown(left());
+        shared.tokio.shutdown(left());
     }
 }
 

@@ -238,10 +238,25 @@ impl<F: Future> Future for Prepared<F> {
                 }
             }
         }
-        let prev = NAME.with(|n| n.replace(this.name.clone()));
-        let res = this.future.as_mut().poll(cx);
+        let _name = NameGuard::enter(this.name.clone());
+        this.future.as_mut().poll(cx)
+    }
+}
+
+/// Makes a task's name current for one poll; the previous one comes back when the guard
+/// drops, also when the poll unwinds (the worker goes on to poll other tasks).
+struct NameGuard(Option<Arc<str>>);
+
+impl NameGuard {
+    fn enter(name: Option<Arc<str>>) -> NameGuard {
+        NameGuard(NAME.with(|n| n.replace(name)))
+    }
+}
+
+impl Drop for NameGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
         NAME.with(|n| *n.borrow_mut() = prev);
-        res
     }
 }
 

@@ -3,9 +3,9 @@
 //!
 //! Invariants: `Header` is the first field of the `#[repr(C)]` `TaskHead`, which is the first
 //! field of the `#[repr(C)]` task cell, so a pointer to any of the three is a pointer to all.
-//! `arena` is touched only by the thread polling the task (it holds `RUNNING`), or by the last
-//! reference when the task is freed; `owned` only under the owning shard's lock; `join_waker`
-//! as described in `state.rs`.
+//! `arena` is touched only by the thread polling the task (it holds `RUNNING`), and after
+//! completion by whoever drops the output (raw.rs), which frees any arena that drop creates;
+//! `owned` only under the owning shard's lock; `join_waker` as described in `state.rs`.
 
 use super::{list, state::State, Id};
 use crate::memory::MkBudget;

@@ -6,6 +6,9 @@
 //! - `stage` is accessed by whoever holds `RUNNING` (the poller, or shutdown after claiming the
 //!   task); after `COMPLETE`, by the holder of `JOIN_INTEREST`: the join handle, or the runtime
 //!   once the handle is gone. `dealloc` runs with no other reference left.
+//! - The header's arena slot follows `stage`: the task's arena is freed at completion, and an
+//!   arena created by the drop of the output (with the task current) is freed right after it by
+//!   whoever dropped the output.
 //! - Every `RawTask` method that consumes a reference says so; `Task` and `Notified` own one.
 
 use super::header::{Header, TaskHead, Vtable};
@@ -277,6 +280,21 @@ fn drop_stage<F: Future>(
     catch_unwind(AssertUnwindSafe(|| *stage = Stage::Consumed))
 }
 
+/// Drops the output of a completed task, with the task current as for its future, then frees
+/// any arena that the drop created: the task's own arena was freed at completion, and nothing
+/// else would free a new one, whose chunks would stay charged to the budget for good.
+///
+/// # Safety
+/// The caller owns the output of the completed task: it completed it (holding `RUNNING`) and
+/// nobody holds `JOIN_INTEREST`, or it holds `JOIN_INTEREST` after `COMPLETE`. Nothing else
+/// touches the stage or the arena slot after completion.
+unsafe fn drop_output<F: Future, S>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
+    // SAFETY: caller contract.
+    let _ = drop_stage(unsafe { &mut *cell.stage.get() }, ptr);
+    // SAFETY: as above: the slot is ours, and this is the drop's only chance to be freed.
+    unsafe { memory::drop_task_arena(cell.head.header.arena.get()) };
+}
+
 /// Drops the future of a cancelled task and stores the cancellation as its output.
 ///
 /// # Safety
@@ -315,7 +333,7 @@ where
     let released = cell.scheduler.release(ptr).map(mem::forget).is_some();
     if !prev.is_join_interested() {
         // SAFETY: without join interest the output is ours after `COMPLETE`.
-        let _ = drop_stage(unsafe { &mut *cell.stage.get() }, ptr);
+        unsafe { drop_output(cell, ptr) };
     } else if prev.has_join_waker() {
         // SAFETY: `JOIN_WAKER` was set at completion, so the slot is initialised and the join
         // handle no longer writes it (state.rs).
@@ -398,7 +416,7 @@ unsafe fn drop_join_handle<F: Future, S>(ptr: NonNull<Header>) {
     let state = &cell.head.header.state;
     if state.unset_join_interested().is_err() {
         // SAFETY: complete with our join interest: the output is ours to drop.
-        let _ = drop_stage(unsafe { &mut *cell.stage.get() }, ptr);
+        unsafe { drop_output(cell, ptr) };
     }
     if state.ref_dec() {
         // SAFETY: that was the last reference.

@@ -79,10 +79,15 @@ impl TimeDriver {
         if self.is_shutdown() {
             return Err(Refused::Shutdown(waker));
         }
-        let key = state
-            .wheel
-            .insert(tick, waker)
-            .map_err(|_| Refused::Elapsed)?;
+        let key = match state.wheel.insert(tick, waker) {
+            Ok(key) => key,
+            Err(waker) => {
+                // Dropped outside the lock: a waker's drop is user code.
+                drop(state);
+                drop(waker);
+                return Err(Refused::Elapsed);
+            }
+        };
         self.next_due.fetch_min(tick, Ordering::Relaxed);
         if state.sleeping_until.is_some_and(|until| tick < until) {
             // The sleeper would wake too late for this timer: make it recompute.
@@ -95,7 +100,25 @@ impl TimeDriver {
 
     /// Refreshes the waker of a pending timer; `false` if it fired (or was drained).
     pub(crate) fn set_waker(&self, key: Key, waker: &Waker) -> bool {
-        lock_std(&self.state).wheel.set_waker(key, waker)
+        match lock_std(&self.state).wheel.wakes(key, waker) {
+            None => return false,
+            Some(true) => return true,
+            Some(false) => {}
+        }
+        // A waker's clone and drop are user code: neither runs under the lock.
+        let new = waker.clone();
+        let swapped = lock_std(&self.state).wheel.swap_waker(key, new);
+        match swapped {
+            Ok(old) => {
+                drop(old);
+                true
+            }
+            // Fired (or drained) in between.
+            Err(new) => {
+                drop(new);
+                false
+            }
+        }
     }
 
     /// Cancels a timer: O(1), and a no-op if it already fired.
@@ -119,7 +142,7 @@ impl TimeDriver {
                 self.next_due.store(next, Ordering::Relaxed);
                 done
             };
-            due.drain(..).for_each(Waker::wake);
+            crate::unwind::wake_all(due.drain(..));
             if done {
                 return;
             }
@@ -157,6 +180,6 @@ impl TimeDriver {
             self.shutdown.store(true, Ordering::Release);
             state.wheel.drain(&mut wakers);
         }
-        wakers.into_iter().for_each(Waker::wake);
+        crate::unwind::wake_all(wakers);
     }
 }

@@ -111,17 +111,19 @@ impl Wheel {
         Ok(Key { index, generation })
     }
 
-    /// Replaces the waker of a registered timer; `false` if `key` no longer names one.
-    pub(crate) fn set_waker(&mut self, key: Key, waker: &Waker) -> bool {
+    /// Whether the timer `key` names would wake `waker`'s task; `None` if `key` no longer names
+    /// a timer.
+    pub(crate) fn wakes(&mut self, key: Key, waker: &Waker) -> Option<bool> {
+        let entry = self.entry_mut(key)?;
+        Some(entry.waker.as_ref().is_some_and(|w| w.will_wake(waker)))
+    }
+
+    /// Replaces the waker of a registered timer and returns the old one (for the caller to drop
+    /// outside its lock); gives `waker` back if `key` no longer names a timer.
+    pub(crate) fn swap_waker(&mut self, key: Key, waker: Waker) -> Result<Option<Waker>, Waker> {
         match self.entry_mut(key) {
-            Some(entry) => {
-                match &entry.waker {
-                    Some(w) if w.will_wake(waker) => {}
-                    _ => entry.waker = Some(waker.clone()),
-                }
-                true
-            }
-            None => false,
+            Some(entry) => Ok(entry.waker.replace(waker)),
+            None => Err(waker),
         }
     }
 
@@ -344,7 +346,8 @@ mod tests {
         // `a` fired; a new timer reuses its slot, and the stale key must not cancel it.
         let d = wheel.insert(30, waker(3, &log)).unwrap();
         assert!(wheel.remove(a).is_none());
-        assert!(!wheel.set_waker(c, &waker(9, &log)));
+        assert_eq!(wheel.wakes(c, &waker(9, &log)), None);
+        assert!(wheel.swap_waker(c, waker(9, &log)).is_err());
         assert_eq!(run_to(&mut wheel, 40, &log), vec![(3, 30)]);
         assert!(wheel.remove(d).is_none());
     }
