@@ -128,6 +128,11 @@ impl Account {
         self.shards.len() as u64 * SPILL as u64
     }
 
+    /// Records `level` live bytes as seen, for the peak.
+    pub(crate) fn raise_peak(&self, level: u64) {
+        self.peak.fetch_max(level, Relaxed);
+    }
+
     /// Owners and child accounts holding this one.
     pub(crate) fn holders(&self) -> u64 {
         let count = self.count.load(Acquire);
@@ -143,7 +148,8 @@ impl Account {
     }
 
     /// Adds `bytes` to this level if the level stays at or below `limit` (the shards' partial
-    /// sums read once); the new live bytes, or the live bytes that refused it.
+    /// sums read once); the new live bytes, or the live bytes that refused it. The peak is left
+    /// to the caller (`raise_peak`), which may still roll the charge back.
     pub(crate) fn try_charge(&self, bytes: u64, limit: u64) -> Result<i64, i64> {
         let shards: i64 = self
             .shards
@@ -163,10 +169,7 @@ impl Account {
                 AcqRel,
                 Acquire,
             ) {
-                Ok(_) => {
-                    self.peak.fetch_max(next, Relaxed);
-                    return Ok(next as i64);
-                }
+                Ok(_) => return Ok(next as i64),
                 Err(actual) => count = actual,
             }
         }

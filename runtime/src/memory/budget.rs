@@ -7,10 +7,13 @@
 //!
 //! Unsafe code: `into_raw`/`clone_from_raw`/`drop_raw` move one `Arc` reference into a task
 //! header and back; the header owns exactly one reference from `into_raw` until it drops.
+//! Credits to the budget's account are of bytes charged to that level, while the budget holds
+//! it (heap/account.rs).
 
 use super::guard::MkBudgetGuard;
 use super::wait::{Acquire, Waiter};
 use super::{MkAllocError, MkBackpressure, MkEvictable};
+use crate::heap::{Account, AccountRef};
 use crate::sync::{lock, AtomicUsize, Mutex, Ordering::SeqCst};
 use std::collections::VecDeque;
 use std::fmt;
@@ -40,8 +43,9 @@ pub struct MkBudget {
 
 pub(super) struct Inner {
     limit: usize,
-    used: AtomicUsize,
-    peak: AtomicUsize,
+    /// Bytes charged to this budget (guards and, with `MkGlobalAlloc`, heap bytes of its tasks),
+    /// and their peak; it outlives the budget while memory charged to it is alive.
+    account: AccountRef,
     policy: Mutex<MkBackpressure>,
     parent: Option<MkBudget>,
     /// Requests blocked on this budget, oldest first (wait_queue.rs).
@@ -80,11 +84,26 @@ impl MkBudget {
     }
 
     fn with_parent(limit: usize, policy: MkBackpressure, parent: Option<MkBudget>) -> MkBudget {
+        MkBudget::with_account(limit, policy, parent, 0)
+    }
+
+    /// A root budget whose heap bytes are summed per worker (a runtime's memory limit), so the
+    /// runtime's workers never write one shared counter at the end of every poll.
+    pub(crate) fn runtime_root(limit: usize, policy: MkBackpressure, workers: usize) -> MkBudget {
+        MkBudget::with_account(limit, policy, None, workers)
+    }
+
+    fn with_account(
+        limit: usize,
+        policy: MkBackpressure,
+        parent: Option<MkBudget>,
+        shards: usize,
+    ) -> MkBudget {
+        let account = Account::create(parent.as_ref().map(|p| &p.inner.account), shards);
         MkBudget {
             inner: Arc::new(Inner {
                 limit,
-                used: AtomicUsize::new(0),
-                peak: AtomicUsize::new(0),
+                account,
                 policy: Mutex::new(policy),
                 parent,
                 waiters: Mutex::new(VecDeque::new()),
@@ -116,14 +135,22 @@ impl MkBudget {
         self.inner.limit
     }
 
-    /// Bytes currently charged to this budget (its descendants included).
+    /// Bytes currently charged to this budget (its descendants included): memory taken
+    /// through memkit's containers and, with [`MkGlobalAlloc`](crate::heap::MkGlobalAlloc)
+    /// installed, the heap memory its tasks allocated and have not freed. A task's heap bytes
+    /// are published when its poll ends (or every 64 KiB), so a read during a poll may lag.
     pub fn used(&self) -> usize {
-        self.inner.used.load(SeqCst)
+        self.inner.account.account().live().max(0) as usize
     }
 
     /// The highest `used()` seen so far.
     pub fn peak(&self) -> usize {
-        self.inner.peak.load(SeqCst)
+        self.inner.account.account().peak() as usize
+    }
+
+    /// The account this budget's bytes are charged to.
+    pub(crate) fn account(&self) -> &AccountRef {
+        &self.inner.account
     }
 
     /// Requests queued on this budget, waiting for bytes to be released.
@@ -249,22 +276,16 @@ impl MkBudget {
         }
         for (depth, b) in self.ancestors().enumerate() {
             let level = reached.get(depth).copied().unwrap_or_else(|| b.used());
-            b.inner.peak.fetch_max(level, SeqCst);
+            b.inner.account.account().raise_peak(level as u64);
         }
         Ok(())
     }
 
     /// Adds `bytes` to this level if they fit; the new level.
     fn try_charge_local(&self, bytes: usize) -> Option<usize> {
-        let inner = &*self.inner;
-        let mut used = inner.used.load(SeqCst);
-        loop {
-            let next = used.checked_add(bytes).filter(|&n| n <= inner.limit)?;
-            match inner.used.compare_exchange_weak(used, next, SeqCst, SeqCst) {
-                Ok(_) => return Some(next),
-                Err(actual) => used = actual,
-            }
-        }
+        let limit = self.inner.limit as u64;
+        let level = self.inner.account.account().try_charge(bytes as u64, limit);
+        level.ok().map(|l| l as usize)
     }
 
     /// Returns `bytes` to this budget and every ancestor, then serves queued requests from this
@@ -275,7 +296,8 @@ impl MkBudget {
     }
 
     fn uncharge_local(&self, bytes: usize) {
-        self.inner.used.fetch_sub(bytes, SeqCst);
+        // SAFETY: the budget holds its account, and the bytes were charged to this level.
+        unsafe { Account::apply(self.inner.account.as_ptr(), -(bytes as i64), None) };
     }
 
     pub(crate) fn capacity_reached(&self, requested: usize) -> MkAllocError {
