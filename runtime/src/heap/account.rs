@@ -33,6 +33,8 @@ use std::ptr::{self, NonNull};
 const HOLD: u64 = 1 << 48;
 /// Live bytes occupy the low 48 bits, sign-extended: up to ±128 TiB.
 const BYTE_BITS: u32 = 48;
+/// The most bytes one charge may take (a budget refuses more): what live bytes can represent.
+pub(crate) const MAX_BYTES: u64 = 1 << (BYTE_BITS - 2);
 /// A worker moves its partial sum of a sharded account into the count past this many bytes.
 const SPILL: i64 = 256 << 10;
 
@@ -160,7 +162,7 @@ impl Account {
         loop {
             let live = bytes_of(count).wrapping_add(shards);
             let next = (live.max(0) as u64).saturating_add(bytes);
-            if next > limit {
+            if next > limit || next > MAX_BYTES {
                 return Err(live);
             }
             match self.count.compare_exchange_weak(

@@ -15,7 +15,7 @@
 use super::local::{with_local, Local, EXEMPT, UNATTRIBUTED};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// Set on the first allocation through an `MkGlobalAlloc`: the engine keeps per-task accounts
 /// only then.
@@ -127,17 +127,62 @@ unsafe fn credit(tag: usize, bytes: usize) {
 }
 
 #[inline(always)]
-fn mark_installed() {
+fn mark_installed<A: 'static>() {
     if !INSTALLED.load(Relaxed) {
-        INSTALLED.store(true, Relaxed);
+        installing::<A>();
     }
 }
+
+#[cold]
+fn installing<A: 'static>() {
+    if std::any::TypeId::of::<A>() == std::any::TypeId::of::<System>() {
+        RELEASES_TO_SYSTEM.store(true, Relaxed);
+    }
+    INSTALLED.store(true, Relaxed);
+}
+
+/// The installed allocator serves memory from `System`, whose retained memory
+/// `release_retained` can hand back.
+static RELEASES_TO_SYSTEM: AtomicBool = AtomicBool::new(false);
+/// When `release_retained` last ran, in milliseconds since `EPOCH`.
+static LAST_RELEASE: AtomicU64 = AtomicU64::new(0);
+
+/// Asks the system allocator to return the free memory it keeps to the operating system
+/// (glibc keeps freed blocks in per-thread arenas, so a process's resident memory can stay
+/// tens of MiB above its live bytes). The scheduler calls this when memory comes back while
+/// tasks are held for it; at most once per 10 ms, and only where it means something (the
+/// system allocator on glibc).
+pub(crate) fn release_retained() {
+    if !RELEASES_TO_SYSTEM.load(Relaxed) {
+        return;
+    }
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let now = EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 10;
+    let last = LAST_RELEASE.load(Relaxed);
+    if now < last + 10 || LAST_RELEASE.compare_exchange(last, now, Relaxed, Relaxed).is_err() {
+        return;
+    }
+    trim_system();
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_system() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    // SAFETY: `malloc_trim` takes no pointers and is thread-safe; it only returns free memory
+    // of glibc's arenas to the kernel.
+    unsafe { malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_system() {}
 
 // SAFETY: every block comes from the inner allocator with a layout (`outer`) that the
 // allocator's callers never see; `dealloc` and `realloc` rebuild the same layout from the
 // caller's, so the inner allocator gets back exactly what it handed out. The caller's bytes
 // are untouched: the trailer lies past them.
-unsafe impl<A: GlobalAlloc> GlobalAlloc for MkGlobalAlloc<A> {
+unsafe impl<A: GlobalAlloc + 'static> GlobalAlloc for MkGlobalAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let Some(outer) = outer(layout) else {
@@ -146,7 +191,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MkGlobalAlloc<A> {
         // SAFETY: `outer` has a non-zero size (it holds the trailer).
         let ptr = unsafe { self.inner.alloc(outer) };
         if !ptr.is_null() {
-            mark_installed();
+            mark_installed::<A>();
             // SAFETY: the block was just allocated with `outer(layout)`.
             unsafe { trailer(ptr, layout).write(charge(outer.size())) };
         }
@@ -161,7 +206,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for MkGlobalAlloc<A> {
         // SAFETY: as in `alloc`.
         let ptr = unsafe { self.inner.alloc_zeroed(outer) };
         if !ptr.is_null() {
-            mark_installed();
+            mark_installed::<A>();
             // SAFETY: as in `alloc`.
             unsafe { trailer(ptr, layout).write(charge(outer.size())) };
         }

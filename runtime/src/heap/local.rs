@@ -252,6 +252,14 @@ impl Drop for Exempt {
     }
 }
 
+/// For the runtime's own structures touched during a poll (run queues, the timer wheel): their
+/// memory is the runtime's, not the task's, so it is not counted while the guard lives. Free
+/// of cost without `MkGlobalAlloc`.
+#[inline(always)]
+pub(crate) fn engine() -> Option<Exempt> {
+    super::installed().then(exempt)
+}
+
 /// Makes this thread worker `shard.index` of the runtime whose root account is `shard.root`
 /// until the guard drops, which moves the worker's partial sum into the root's count.
 pub(crate) struct WorkerShard(Shard);

@@ -16,6 +16,6 @@ mod tests;
 
 pub use global::MkGlobalAlloc;
 
-pub(crate) use account::{Account, AccountRef, Shard};
-pub(crate) use global::installed;
-pub(crate) use local::{enter_worker, exempt, flush_thread, unattributed_bytes, Scope};
+pub(crate) use account::{Account, AccountRef, Shard, MAX_BYTES};
+pub(crate) use global::{installed, release_retained};
+pub(crate) use local::{engine, enter_worker, exempt, flush_thread, unattributed_bytes, Scope};

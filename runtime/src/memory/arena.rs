@@ -149,6 +149,14 @@ impl Arena {
             requested: layout.size(),
         };
         let smallest = chunk_size_for(layout.size()).ok_or(overflow.clone())?;
+        if smallest as u64 > crate::heap::MAX_BYTES {
+            // More than any machine has: refused as the system would (after the budget's own
+            // verdict), before any budget is charged for it.
+            self.budget.check_fits_ever(smallest)?;
+            return Err(MkAllocError::SystemOutOfMemory {
+                requested: smallest,
+            });
+        }
         let grown = chunk_size_for(layout.size().max(self.next_size.get())).ok_or(overflow)?;
         Ok((grown, smallest))
     }

@@ -51,6 +51,10 @@ pub(super) struct Inner {
     /// Requests blocked on this budget, oldest first (wait_queue.rs).
     pub(super) waiters: Mutex<VecDeque<Arc<Waiter>>>,
     pub(super) num_waiting: AtomicUsize,
+    /// Live tasks charged to this budget or a descendant, and those of them held back for
+    /// memory by the scheduler (counted with `MkGlobalAlloc` installed).
+    tasks: AtomicUsize,
+    held: AtomicUsize,
     /// Consumers `Evict` may ask for memory (evict.rs).
     pub(super) evictables: Mutex<Vec<Weak<dyn MkEvictable>>>,
 }
@@ -108,6 +112,8 @@ impl MkBudget {
                 parent,
                 waiters: Mutex::new(VecDeque::new()),
                 num_waiting: AtomicUsize::new(0),
+                tasks: AtomicUsize::new(0),
+                held: AtomicUsize::new(0),
                 evictables: Mutex::new(Vec::new()),
             }),
         }
@@ -156,6 +162,74 @@ impl MkBudget {
     /// Requests queued on this budget, waiting for bytes to be released.
     pub fn waiting(&self) -> usize {
         self.inner.num_waiting.load(SeqCst)
+    }
+
+    /// Tasks charged to this budget (or a child) that the scheduler holds back because the
+    /// budget, under `Wait` or `Timeout`, is over its limit: not yet started (admission) or
+    /// parked after a poll that grew them. Counted with
+    /// [`MkGlobalAlloc`](crate::heap::MkGlobalAlloc) installed.
+    pub fn parked(&self) -> usize {
+        self.inner.held.load(SeqCst)
+    }
+
+    /// Live tasks charged to this budget or a child (counted with `MkGlobalAlloc` installed).
+    pub(crate) fn tasks(&self) -> usize {
+        self.inner.tasks.load(SeqCst)
+    }
+
+    /// Adds `delta` live tasks to this budget and every ancestor.
+    pub(crate) fn count_task(&self, delta: isize) {
+        for b in self.ancestors() {
+            b.inner.tasks.fetch_add(delta as usize, SeqCst);
+        }
+    }
+
+    /// Adds `delta` held tasks to this budget and every ancestor.
+    pub(crate) fn count_held(&self, delta: isize) {
+        for b in self.ancestors() {
+            b.inner.held.fetch_add(delta as usize, SeqCst);
+        }
+    }
+
+    /// The lowest budget from this one up whose bytes are over its limit.
+    pub(crate) fn over_limit_on_chain(&self) -> Option<MkBudget> {
+        self.ancestors()
+            .find(|b| b.limit() != usize::MAX && b.used() > b.limit())
+            .cloned()
+    }
+
+    /// The lowest `Wait` or `Timeout` budget from this one up that is at or over its limit:
+    /// what holds back a task that has not started.
+    pub(crate) fn waiting_budget_at_limit(&self) -> Option<MkBudget> {
+        self.ancestors()
+            .find(|b| b.holds_tasks() && b.used() >= b.limit())
+            .cloned()
+    }
+
+    /// The lowest `Wait` or `Timeout` budget from this one up that is over its limit: what
+    /// holds back a task whose last poll grew it.
+    pub(crate) fn waiting_budget_over_limit(&self) -> Option<MkBudget> {
+        self.ancestors()
+            .find(|b| b.holds_tasks() && b.used() > b.limit())
+            .cloned()
+    }
+
+    /// No `Wait` or `Timeout` budget from this one up is at or above its resume mark (1/16
+    /// below its limit): a task held before it started may start. The margin keeps tasks from
+    /// starting at every byte released.
+    pub(crate) fn has_room_to_start(&self) -> bool {
+        !self
+            .ancestors()
+            .any(|b| b.holds_tasks() && b.used() >= b.limit() - b.limit() / 16)
+    }
+
+    /// A finite budget whose policy waits: the scheduler holds its tasks back when it is full.
+    fn holds_tasks(&self) -> bool {
+        self.limit() != usize::MAX
+            && matches!(
+                self.policy(),
+                MkBackpressure::Wait | MkBackpressure::Timeout(_)
+            )
     }
 
     /// The budget this one is charged into.
