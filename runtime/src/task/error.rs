@@ -26,7 +26,8 @@ pub struct JoinError {
 enum Repr {
     Cancelled,
     Panic(Payload),
-    Memory(MemoryExceeded),
+    /// Boxed: a `JoinError` lives in every task's output slot, so it stays two words.
+    Memory(Box<MemoryExceeded>),
 }
 
 /// Why the scheduler cancelled a task for its memory.
@@ -76,12 +77,12 @@ impl JoinError {
     ) -> JoinError {
         JoinError {
             id,
-            repr: Repr::Memory(MemoryExceeded {
+            repr: Repr::Memory(Box::new(MemoryExceeded {
                 name,
                 used,
                 limit,
                 policy,
-            }),
+            })),
         }
     }
 
