@@ -119,6 +119,12 @@ impl Account {
         bytes
     }
 
+    /// `live` of an unsharded account, read with a read-modify-write (loom models).
+    #[cfg(all(test, loom))]
+    pub(crate) fn live_latest(&self) -> i64 {
+        bytes_of(self.count.fetch_add(0, AcqRel))
+    }
+
     /// Live bytes in the count alone (sharded: without the workers' partial sums, which are
     /// each within `SPILL` of zero).
     pub(crate) fn live_central(&self) -> i64 {

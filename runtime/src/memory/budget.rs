@@ -149,6 +149,13 @@ impl MkBudget {
         self.inner.account.account().live().max(0) as usize
     }
 
+    /// `used()` read with a read-modify-write (loom models: the latest value, never an older
+    /// one a plain load may still return).
+    #[cfg(all(test, loom))]
+    pub(crate) fn used_latest(&self) -> usize {
+        self.inner.account.account().live_latest().max(0) as usize
+    }
+
     /// The highest `used()` seen so far.
     pub fn peak(&self) -> usize {
         self.inner.account.account().peak() as usize
