@@ -166,7 +166,9 @@ fn child(name: &str) {
         b.iter_custom(|iters| {
             let boxes = rt
                 .block_on(rt.spawn(async move {
-                    (0..iters).map(|i| Box::new([i as u8; 64])).collect::<Vec<_>>()
+                    (0..iters)
+                        .map(|i| Box::new([i as u8; 64]))
+                        .collect::<Vec<_>>()
                 }))
                 .unwrap();
             rt.block_on(rt.spawn(async move {
@@ -305,7 +307,8 @@ fn summary() {
         );
     }
     for mode in MODES {
-        if let Ok(v) = std::fs::read_to_string(format!("target/criterion/global_alloc-rss/{mode}")) {
+        if let Ok(v) = std::fs::read_to_string(format!("target/criterion/global_alloc-rss/{mode}"))
+        {
             println!("{mode}: resident bytes per live 64 B box: {}", v.trim());
         }
     }

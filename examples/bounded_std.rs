@@ -53,7 +53,9 @@ fn main() {
         .output()
         .expect("run the comparison");
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+    let mut fields = text
+        .split_whitespace()
+        .map(|f| f.parse::<u64>().unwrap_or(0));
     let (unbounded, ms) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
     println!(
         "without it (system allocator, no accounting): done in {:.2} s, peak RSS {} MiB",

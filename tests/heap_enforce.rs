@@ -57,7 +57,11 @@ fn a_runaway_task_under_fail_is_cancelled_at_the_poll_that_crosses_its_limit() {
     // 2000 slots of 24 bytes, then 64 KiB per push: the 16th push crosses 1 MiB.
     let outer = cost(2000 * 24);
     let crossing = (1..).find(|n| outer + n * cost(STEP) > 1 << 20).unwrap();
-    assert_eq!(pushes.load(SeqCst), crossing, "cancelled within the crossing poll");
+    assert_eq!(
+        pushes.load(SeqCst),
+        crossing,
+        "cancelled within the crossing poll"
+    );
     let msg = err.to_string();
     assert!(msg.contains("\"runaway\""), "{msg}");
     assert!(msg.contains("of a 1048576 byte budget"), "{msg}");
@@ -101,9 +105,16 @@ fn wait_holds_new_tasks_back_while_the_budget_is_full_and_runs_them_all() {
     for h in handles {
         assert_eq!(rt.block_on(h).unwrap(), 1 << 20);
     }
-    assert!(budget.peak() <= (4 << 20) + 2 * cost(1 << 20), "peak {}", budget.peak());
+    assert!(
+        budget.peak() <= (4 << 20) + 2 * cost(1 << 20),
+        "peak {}",
+        budget.peak()
+    );
     assert_eq!(budget.used(), 0);
-    assert!(started.iter().all(|s| s.load(SeqCst) == 1), "each started once");
+    assert!(
+        started.iter().all(|s| s.load(SeqCst) == 1),
+        "each started once"
+    );
     assert_eq!(budget.parked(), 0);
 }
 

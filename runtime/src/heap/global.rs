@@ -157,9 +157,17 @@ pub(crate) fn release_retained() {
         return;
     }
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let now = EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 10;
+    let now = EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 10;
     let last = LAST_RELEASE.load(Relaxed);
-    if now < last + 10 || LAST_RELEASE.compare_exchange(last, now, Relaxed, Relaxed).is_err() {
+    if now < last + 10
+        || LAST_RELEASE
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_err()
+    {
         return;
     }
     trim_system();

@@ -18,4 +18,12 @@ pub use global::MkGlobalAlloc;
 
 pub(crate) use account::{Account, AccountRef, Shard, MAX_BYTES};
 pub(crate) use global::{installed, release_retained};
-pub(crate) use local::{engine, enter_worker, exempt, flush_thread, unattributed_bytes, Scope};
+pub(crate) use local::{engine, enter_worker, exempt, flush_thread, Scope};
+
+/// Heap bytes allocated outside any memkit task (on plain threads, before `main`, by the
+/// runtime's own bookkeeping outside polls) and still live, process-wide, with
+/// [`MkGlobalAlloc`] installed. Each thread publishes in steps of 64 KiB, so the figure is
+/// within 64 KiB per thread of the exact one.
+pub fn unattributed_bytes() -> i64 {
+    local::unattributed_bytes()
+}

@@ -244,7 +244,11 @@ fn try_charge_respects_the_limit_with_heap_bytes_counted() {
         root.account().try_charge(1, heap as u64 + 100),
         Err(heap + 100)
     );
-    assert_eq!(root.account().peak(), heap as u64, "the caller raises the peak");
+    assert_eq!(
+        root.account().peak(),
+        heap as u64,
+        "the caller raises the peak"
+    );
     // SAFETY: the 100 bytes were charged above; the owner holds the account.
     unsafe { Account::apply(root.as_ptr(), -100, None) };
     free(block);

@@ -291,6 +291,7 @@ impl MkBudget {
         MkBudgetGuard {
             budget: self.clone(),
             bytes,
+            task: None,
         }
     }
 

@@ -204,7 +204,8 @@ impl Builder {
             on_start: self.on_thread_start.clone(),
             on_stop: self.on_thread_stop.clone(),
         });
-        let memory = MkBudget::runtime_root(self.memory_limit.resolve()?, self.memory_policy, workers);
+        let memory =
+            MkBudget::runtime_root(self.memory_limit.resolve()?, self.memory_policy, workers);
         let tokio = TokioBridge::start()?;
         let (shared, parts) = Shared::new(
             workers,

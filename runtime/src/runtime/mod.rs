@@ -8,7 +8,7 @@ mod metrics;
 
 pub use builder::Builder;
 pub use handle::{Handle, TryCurrentError};
-pub use metrics::RuntimeMetrics;
+pub use metrics::{RuntimeMetrics, TaskMemoryStats};
 
 use crate::context;
 use crate::scheduler::Shared;

@@ -148,7 +148,12 @@ impl Held {
         now: Instant,
         stall_after: Duration,
         released: &mut Vec<(Entry, Release)>,
-        stalled: &mut Vec<(MkBudget, crate::task::Id, Option<std::sync::Arc<str>>, Duration)>,
+        stalled: &mut Vec<(
+            MkBudget,
+            crate::task::Id,
+            Option<std::sync::Arc<str>>,
+            Duration,
+        )>,
     ) {
         let timeout = match q.budget.policy() {
             MkBackpressure::Timeout(d) => Some(d),
@@ -202,7 +207,10 @@ impl Held {
         let none_released = released.len() == before;
         if none_released && !q.entries.is_empty() && q.budget.tasks() <= q.budget.parked() {
             let first_started = q.entries.iter().position(started);
-            let entry = q.entries.remove(first_started.unwrap_or(0)).expect("non-empty");
+            let entry = q
+                .entries
+                .remove(first_started.unwrap_or(0))
+                .expect("non-empty");
             released.push((entry, Release::Pass));
         }
         for entry in q.entries.iter_mut() {

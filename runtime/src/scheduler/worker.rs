@@ -96,9 +96,7 @@ impl Core {
     }
 
     fn serve_held(&self) {
-        self.shared
-            .held
-            .serve(|task| self.schedule_back(task));
+        self.shared.held.serve(|task| self.schedule_back(task));
     }
 
     fn next_task(&self) -> Option<Notified> {

@@ -7,8 +7,8 @@
 //! completion by whoever drops the output (raw.rs), which frees any arena that drop creates;
 //! `owned` only under the owning shard's lock; `join_waker` as described in `state.rs`.
 
-use super::{list, state::State, Id};
 use super::memory::TaskMemory;
+use super::{list, state::State, Id};
 use std::cell::UnsafeCell;
 use std::ptr::{self, NonNull};
 use std::task::Waker;

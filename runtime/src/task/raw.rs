@@ -12,10 +12,10 @@
 //! - Every `RawTask` method that consumes a reference says so; `Task` and `Notified` own one.
 
 use super::header::{Header, TaskHead, Vtable};
+use super::memory::{Gate, TaskMemory};
 use super::state::{ToIdle, ToRunning};
 use super::{list, waker, Id, JoinError, Schedule};
 use crate::context;
-use super::memory::{Gate, TaskMemory};
 use crate::memory;
 use std::cell::UnsafeCell;
 use std::future::Future;
@@ -333,7 +333,9 @@ fn drop_stage<F: Future>(
 ) -> Result<(), Box<dyn std::any::Any + Send>> {
     let _current = context::enter_task(ptr);
     // SAFETY: the caller holds a reference, so the header is alive.
-    let _heap = unsafe { ptr.as_ref() }.memory().and_then(|m| m.enter_heap());
+    let _heap = unsafe { ptr.as_ref() }
+        .memory()
+        .and_then(|m| m.enter_heap());
     // An assignment writes the new value even when dropping the old one unwinds.
     catch_unwind(AssertUnwindSafe(|| *stage = Stage::Consumed))
 }
