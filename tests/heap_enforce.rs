@@ -203,3 +203,173 @@ mod tokio_like_notify {
         }
     }
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "waits on timers")]
+fn timeout_cancels_a_task_held_longer_than_its_duration() {
+    let rt = Builder::new().worker_threads(2).build().unwrap();
+    let budget =
+        MkBudget::new(1 << 20).with_policy(MkBackpressure::Timeout(Duration::from_millis(50)));
+    let hog = task::Builder::new()
+        .budget(&budget)
+        .spawn_on(
+            async move {
+                let held = vec![0u8; 900 << 10];
+                memkit_async::time::sleep(Duration::from_millis(400)).await;
+                held.len()
+            },
+            rt.handle(),
+        )
+        .unwrap();
+    while budget.used() < 900 << 10 {
+        std::thread::yield_now();
+    }
+    let grower = task::Builder::new()
+        .name("grower")
+        .budget(&budget)
+        .spawn_on(
+            async move {
+                let more = vec![1u8; 200 << 10]; // over the limit: held before its next poll
+                yield_now().await;
+                more.len()
+            },
+            rt.handle(),
+        )
+        .unwrap();
+    let err = rt.block_on(grower).unwrap_err();
+    assert!(err.is_memory_exceeded(), "{err}");
+    assert!(err.to_string().contains("with the Timeout policy"), "{err}");
+    assert!(
+        !hog.is_finished(),
+        "cancelled after 50 ms, long before the hog let go"
+    );
+    assert_eq!(rt.block_on(hog).unwrap(), 900 << 10);
+    assert_eq!((budget.used(), budget.parked()), (0, 0));
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "waits on timers")]
+fn a_task_held_past_the_stall_threshold_is_reported_once() {
+    let rt = Builder::new()
+        .worker_threads(1)
+        .memory_stall_threshold(Duration::from_millis(30))
+        .build()
+        .unwrap();
+    let budget = MkBudget::new(1 << 20);
+    let release = Arc::new(tokio_like_notify::Notify::default());
+    let hog = {
+        let release = release.clone();
+        task::Builder::new()
+            .budget(&budget)
+            .spawn_on(
+                async move {
+                    let held = vec![0u8; 1 << 20];
+                    release.notified().await;
+                    held.len()
+                },
+                rt.handle(),
+            )
+            .unwrap()
+    };
+    while budget.used() < 1 << 20 {
+        std::thread::yield_now();
+    }
+    // Not started while the budget is full.
+    let waiting = task::Builder::new()
+        .name("waiting")
+        .budget(&budget)
+        .spawn_on(async { 7 }, rt.handle())
+        .unwrap();
+    let metrics = rt.metrics();
+    while metrics.memory_stalls() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(metrics.tasks_held_for_memory(), 1);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        metrics.memory_stalls(),
+        1,
+        "reported once, not at every look"
+    );
+    release.notify();
+    assert_eq!(rt.block_on(hog).unwrap(), 1 << 20);
+    assert_eq!(rt.block_on(waiting).unwrap(), 7);
+    assert_eq!(metrics.tasks_held_for_memory(), 0);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "grows tasks past their budget")]
+fn evict_reclaims_from_a_cache_on_the_budget_before_giving_up() {
+    let rt = Builder::new().worker_threads(2).build().unwrap();
+    let budget = MkBudget::new(1 << 20).with_policy(MkBackpressure::Evict);
+    let cache: memkit_async::MkAsyncCache<u32, [u8; 1024]> =
+        rt.block_on(async { memkit_async::MkAsyncCache::with_budget(&budget) });
+    for i in 0..600 {
+        cache.try_insert(i, [1; 1024]).unwrap();
+    }
+    let cached = budget.used();
+    assert!(cached > 512 << 10, "{cached}");
+    let grower = task::Builder::new()
+        .budget(&budget)
+        .spawn_on(
+            async move {
+                let buf = vec![2u8; 600 << 10];
+                yield_now().await;
+                buf.len()
+            },
+            rt.handle(),
+        )
+        .unwrap();
+    assert_eq!(
+        rt.block_on(grower).unwrap(),
+        600 << 10,
+        "room was made by evicting"
+    );
+    assert!(cache.evicted() > 0);
+    assert!(budget.peak() <= (1 << 20) + cost(600 << 10));
+    // Nothing left to evict: the next grower is cancelled.
+    cache.clear();
+    let too_big = task::Builder::new()
+        .budget(&budget)
+        .spawn_on(
+            async move {
+                let a = vec![3u8; 700 << 10];
+                let b = vec![4u8; 700 << 10];
+                yield_now().await;
+                a.len() + b.len()
+            },
+            rt.handle(),
+        )
+        .unwrap();
+    let err = rt.block_on(too_big).unwrap_err();
+    assert!(err.is_memory_exceeded(), "{err}");
+    assert!(err.to_string().contains("with the Evict policy"), "{err}");
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "spawns threads")]
+fn spawn_blocking_is_charged_to_the_spawning_task_budget() {
+    let rt = Builder::new().worker_threads(1).build().unwrap();
+    let budget = MkBudget::new(16 << 20);
+    let task = task::Builder::new()
+        .budget(&budget)
+        .spawn_on(
+            async {
+                let budget = MkBudget::current().unwrap();
+                let kept = memkit_async::spawn_blocking(|| vec![5u8; 1 << 20])
+                    .await
+                    .unwrap();
+                let seen = budget.used();
+                drop(kept);
+                seen
+            },
+            rt.handle(),
+        )
+        .unwrap();
+    let seen = rt.block_on(task).unwrap();
+    assert!(
+        seen >= cost(1 << 20),
+        "the closure's vector counted: {seen}"
+    );
+    assert_eq!(budget.used(), 0, "and credited when the task dropped it");
+}

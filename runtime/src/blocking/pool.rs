@@ -116,6 +116,8 @@ impl BlockingPool {
         // Blocking tasks are in no owned list: a queued one is cancelled by `shutdown`, a
         // running one is waited for.
         drop(task);
+        // The queue and its threads are the runtime's memory, not the spawning task's.
+        let _engine = crate::heap::engine();
         self.push(handle, notified);
         join
     }
