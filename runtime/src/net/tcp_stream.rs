@@ -1,4 +1,7 @@
 //! `TcpStream`: a TCP connection.
+//!
+//! Unsafe code: only `poll_read_uninit` (feature `hyper`), which lets `recv` write into
+//! uninitialized memory; its invariant is that a socket read never reads its buffer.
 
 use super::{each_addr, OwnedReadHalf, OwnedWriteHalf};
 use crate::io::{Direction, PollEvented};
@@ -160,6 +163,20 @@ impl TcpStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        self.io.poll_io(cx, Direction::Read, |s| (&*s).read(buf))
+    }
+
+    /// Reads into memory that may be uninitialized, without zeroing it first.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn poll_read_uninit(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        // SAFETY: `recv` only writes into the buffer, never reads it, and `read` on a socket is
+        // `recv`; the bytes it reports as read are initialized by it, and only those are exposed
+        // by the caller. No `&[u8]` view of the unwritten part is ever read.
+        let buf = unsafe { &mut *(buf as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
         self.io.poll_io(cx, Direction::Read, |s| (&*s).read(buf))
     }
 
