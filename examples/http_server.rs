@@ -32,6 +32,7 @@ fn main() -> std::io::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok());
 
+    return_freed_buffers_to_the_os();
     let rt = memkit_async::Builder::new()
         .worker_threads(workers)
         .memory_limit(memory_limit)
@@ -66,4 +67,17 @@ fn main() -> std::io::Result<()> {
         println!("stopped");
         Ok(())
     })
+}
+
+/// glibc keeps freed large buffers (request bodies of megabytes) in its heap once its mmap
+/// threshold has adapted upwards, so the process's resident memory stays at its high-water
+/// mark plus fragmentation even though the runtime's memory limit holds the live bytes to
+/// 256 MiB. A fixed threshold makes every buffer from 128 KiB up its own mapping, returned to
+/// the system when freed: resident memory then follows the live bytes.
+fn return_freed_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only changes a tuning parameter; called before any other thread runs.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+    }
 }

@@ -20,6 +20,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// An HTTP/1 connection's largest read buffer by default: hyper's own default (about
+/// 400 KiB) would let a thousand connections streaming bodies hold 400 MiB outside any budget.
+const DEFAULT_H1_MAX_BUF: usize = 64 << 10;
 type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Serves HTTP/1.1 (with keep-alive) and HTTP/2 on `listener` with a
@@ -106,7 +109,7 @@ impl<S> Serve<S> {
                 unknown_length_reserve: 256 << 10,
                 max_drain: 64 << 20,
             },
-            h1_max_buf: None,
+            h1_max_buf: Some(DEFAULT_H1_MAX_BUF),
             http1: true,
             http2: true,
             signal: None,
@@ -157,7 +160,8 @@ impl<S> Serve<S> {
     }
 
     /// The largest read buffer of an HTTP/1 connection (hyper's `max_buf_size`, at least
-    /// 8 KiB). Smaller buffers bound each connection's memory more tightly.
+    /// 8 KiB; 64 KiB by default). It bounds the memory a connection holds outside its budget
+    /// while it receives a body, and the size of a request's headers.
     pub fn http1_max_buf_size(mut self, bytes: usize) -> Self {
         self.h1_max_buf = Some(bytes.max(8192));
         self
