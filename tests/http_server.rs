@@ -96,6 +96,7 @@ impl hyper::service::Service<Request<Incoming>> for TestService {
                         .unwrap();
                     Response::new(full("read"))
                 }
+                "/panic" => panic!("a handler that panics on purpose"),
                 "/upload" => {
                     let len = req.into_body().collect().await.unwrap().to_bytes().len();
                     Response::new(full(len.to_string()))
@@ -538,5 +539,44 @@ fn an_axum_router_is_served_through_the_tower_adapter() {
         drop(client);
         stop.open();
         done.await.unwrap().unwrap();
+    });
+}
+
+#[test]
+fn a_handler_that_panics_costs_only_its_connection_and_releases_its_reservation() {
+    run(|| async {
+        let limit = MkBudget::new(64 << 20);
+        let server = start(|s| {
+            s.memory_budget(&limit)
+                .per_connection_budget(4 << 20, MkBackpressure::Fail)
+        })
+        .await;
+        let mut conn = TcpStream::connect(server.addr).await.unwrap();
+        let head = "POST /panic HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n";
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let _ = conn.write_all(&[0u8; 1000]).await;
+        let mut reply = Vec::new();
+        // The connection ends without a response (closed, or reset over the unread body).
+        let end = conn.read_to_end(&mut reply).await;
+        assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
+        assert!(
+            end.is_ok() || end.as_ref().unwrap_err().kind() == std::io::ErrorKind::ConnectionReset,
+            "{end:?}"
+        );
+        common::wait_until("the reservation is released", || limit.used() == 0);
+        // The server goes on serving.
+        let text = raw_exchange(
+            server.addr,
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into(),
+            b"",
+        )
+        .await;
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("hello"),
+            "{text}"
+        );
+        assert_eq!(server.seen.requests.get(), 2);
+        server.stop.open();
+        server.done.await.unwrap().unwrap();
     });
 }
