@@ -580,3 +580,65 @@ fn a_handler_that_panics_costs_only_its_connection_and_releases_its_reservation(
         server.done.await.unwrap().unwrap();
     });
 }
+
+#[test]
+fn tcp_streams_and_their_owned_halves_move_bytes_through_hyper_io_traits() {
+    use hyper::rt::{Read, ReadBuf, Write};
+    use std::future::poll_fn;
+    use std::mem::MaybeUninit;
+
+    /// Reads through `hyper::rt::Read` until `len` bytes arrived, into uninitialized memory.
+    async fn read_exact_hyper<R: Read + Unpin>(io: &mut R, len: usize) -> Vec<u8> {
+        let mut storage = vec![MaybeUninit::<u8>::uninit(); len];
+        let mut buf = ReadBuf::uninit(&mut storage);
+        while buf.filled().len() < len {
+            let before = buf.filled().len();
+            poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, buf.unfilled()))
+                .await
+                .unwrap();
+            assert!(
+                buf.filled().len() > before,
+                "end of stream after {before} bytes"
+            );
+        }
+        buf.filled().to_vec()
+    }
+
+    async fn write_all_hyper<W: Write + Unpin>(io: &mut W, mut data: &[u8]) {
+        while !data.is_empty() {
+            let n = poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, data))
+                .await
+                .unwrap();
+            data = &data[n..];
+        }
+    }
+
+    run(|| async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        let expected = payload.clone();
+        // The server echoes with its halves in two tasks: hyper's Read on the read half,
+        // hyper's Write on the write half.
+        let server = memkit_async::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (mut read, mut write) = stream.into_split();
+            let got =
+                memkit_async::spawn(async move { read_exact_hyper(&mut read, 200_000).await })
+                    .await
+                    .unwrap();
+            write_all_hyper(&mut write, &got).await;
+            poll_fn(|cx| Pin::new(&mut write).poll_shutdown(cx))
+                .await
+                .unwrap();
+        });
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        write_all_hyper(&mut client, &payload).await;
+        let echoed = read_exact_hyper(&mut client, payload.len()).await;
+        assert!(echoed == expected);
+        // The write half's shutdown is the end of the stream.
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).await.unwrap(), 0);
+        server.await.unwrap();
+    });
+}
