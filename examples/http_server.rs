@@ -46,17 +46,17 @@ fn main() -> std::io::Result<()> {
             connection_budget >> 20
         );
         let stop = async move {
-            let ctrl_c = memkit_async::signal::ctrl_c();
+            let ctrl_c = async {
+                if let Err(e) = memkit_async::signal::ctrl_c().await {
+                    eprintln!("cannot listen for Ctrl-C ({e}); serving until stopped otherwise");
+                    std::future::pending::<()>().await;
+                }
+            };
             match secs {
                 Some(secs) => {
                     let _ = memkit_async::time::timeout(Duration::from_secs(secs), ctrl_c).await;
                 }
-                None => {
-                    if let Err(e) = ctrl_c.await {
-                        eprintln!("cannot listen for Ctrl-C ({e}); serving until killed");
-                        std::future::pending::<()>().await;
-                    }
-                }
+                None => ctrl_c.await,
             }
             println!("shutting down: finishing in-flight requests");
         };

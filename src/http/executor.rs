@@ -19,7 +19,6 @@ use std::future::Future;
 /// # rt.block_on(async {
 /// let (tx, rx) = std::sync::mpsc::channel();
 /// MkExecutor::new().execute(async move { tx.send(memkit_async::runtime::worker_index()).unwrap() });
-/// # memkit_async::time::sleep(std::time::Duration::from_millis(1)).await;
 /// # let on_worker = rx.recv().unwrap().is_some();
 /// assert!(on_worker); // ran on one of memkit's workers
 /// # });
