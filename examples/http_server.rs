@@ -13,6 +13,8 @@
 //!
 //! A request body that the memory limit cannot take is answered `503` ("server at its memory
 //! limit") instead of growing the process: try many large uploads at once.
+//!
+//! Unsafe code: one `mallopt` call, made before any other thread exists.
 
 mod http_app;
 
