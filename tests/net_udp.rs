@@ -19,7 +19,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Wake, Waker};
+use std::task::Context;
 use std::time::Duration;
 
 #[test]
@@ -253,19 +253,6 @@ fn an_unconnected_socket_hearing_errors_reports_one_then_waits() {
     });
 }
 
-/// A waker that counts its drops (of the last clone).
-struct Dropped(Counter);
-
-impl Wake for Dropped {
-    fn wake(self: Arc<Self>) {}
-}
-
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        self.0.inc();
-    }
-}
-
 const ABANDONED: usize = 10_000;
 
 #[test]
@@ -277,7 +264,7 @@ fn ten_thousand_abandoned_recv_froms_leave_no_waker_behind() {
             let dropped = Counter::new();
             let mut buf = [0u8; 16];
             for _ in 0..ABANDONED {
-                let waker = Waker::from(Arc::new(Dropped(dropped.clone())));
+                let waker = drop_counting_waker(&dropped);
                 let mut recv = pin!(sock.recv_from(&mut buf));
                 let polled = recv.as_mut().poll(&mut Context::from_waker(&waker));
                 assert!(polled.is_pending(), "nothing was sent");
@@ -304,7 +291,7 @@ fn the_poll_api_keeps_only_the_latest_waker_per_direction() {
             let dropped = Counter::new();
             let mut buf = [0u8; 16];
             for _ in 0..ABANDONED {
-                let waker = Waker::from(Arc::new(Dropped(dropped.clone())));
+                let waker = drop_counting_waker(&dropped);
                 let polled = sock.poll_recv_from(&mut Context::from_waker(&waker), &mut buf);
                 assert!(polled.is_pending());
             }

@@ -21,10 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const KIB: usize = 1024;
-/// The first chunk of every arena.
-const CHUNK: usize = 4 * KIB;
-
 /// Runs `future` on a fresh two-worker tokio runtime, failing after [`DEADLINE`].
 fn on_tokio<F>(future: F) -> F::Output
 where

@@ -1,25 +1,15 @@
 //! Small end-to-end scenarios sized to run under Miri (`cargo +nightly miri test`), which
 //! checks the engine's unsafe code for undefined behaviour across real thread interleavings.
 
-use memkit_async_runtime::{Builder, Runtime};
+mod common;
+
+use common::{runtime, DropCount};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn rt(workers: usize) -> Runtime {
-    Builder::new().worker_threads(workers).build().unwrap()
-}
-
-struct DropCount(Arc<AtomicUsize>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn spawn_join_yield_and_wake_across_workers() {
-    let rt = rt(2);
+    let rt = runtime(2);
     let total = rt.block_on(async {
         let tasks: Vec<_> = (0..8u64)
             .map(|i| {
@@ -41,7 +31,7 @@ fn spawn_join_yield_and_wake_across_workers() {
 #[test]
 fn abort_panic_and_shutdown_drop_each_future_once() {
     let drops = Arc::new(AtomicUsize::new(0));
-    let rt = rt(2);
+    let rt = runtime(2);
     let pending: Vec<_> = (0..4)
         .map(|_| {
             let guard = DropCount(drops.clone());
@@ -67,7 +57,7 @@ fn abort_panic_and_shutdown_drop_each_future_once() {
 
 #[test]
 fn blocking_pool_runs_and_joins() {
-    let rt = rt(1);
+    let rt = runtime(1);
     let v = rt.block_on(rt.spawn_blocking(|| 7)).unwrap();
     assert_eq!(v, 7);
 }
