@@ -16,11 +16,12 @@ mod panics;
 mod probe;
 mod runtimes;
 mod sizes;
+mod table;
 mod wakers;
 
 // Every test binary takes a different subset.
 #[allow(unused_imports)]
 pub use self::{
     bounds::*, counters::*, evict::*, gate::*, msg::*, panics::*, probe::*, runtimes::*, sizes::*,
-    wakers::*,
+    table::*, wakers::*,
 };
