@@ -325,18 +325,9 @@ fn timeout_policy_gives_up_after_its_duration() {
             let start = Instant::now();
             let err = alloc.begin_frame().await.unwrap_err();
             assert!(start.elapsed() >= wait);
-            match err {
-                MkAllocError::TimedOut {
-                    requested,
-                    limit,
-                    used,
-                    waited,
-                } => {
-                    assert_eq!((requested, limit, used), (CHUNK, CHUNK, CHUNK));
-                    assert!(waited >= wait);
-                }
-                other => panic!("expected TimedOut, got {other:?}"),
-            }
+            let (request, waited) = expect_timed_out(err);
+            assert_eq!(request, (CHUNK, CHUNK, CHUNK));
+            assert!(waited >= wait);
             drop(held);
             assert_eq!(alloc.used(), 0);
         })

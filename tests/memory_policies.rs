@@ -266,19 +266,10 @@ fn timeout_gives_up_after_its_duration_and_the_task_can_go_on() {
                 .await
                 .unwrap()
         });
-        match err {
-            MkAllocError::TimedOut {
-                requested,
-                limit,
-                used,
-                waited,
-            } => {
-                assert_eq!((requested, limit, used), (CHUNK, CHUNK, CHUNK));
-                assert!(waited >= WAIT, "{waited:?}");
-                assert!(waited <= elapsed, "{waited:?} > {elapsed:?}");
-            }
-            other => panic!("expected TimedOut, got {other:?}"),
-        }
+        let (request, waited) = expect_timed_out(err);
+        assert_eq!(request, (CHUNK, CHUNK, CHUNK));
+        assert!(waited >= WAIT, "{waited:?}");
+        assert!(waited <= elapsed, "{waited:?} > {elapsed:?}");
         assert!(elapsed >= WAIT, "{elapsed:?}");
         // Generous: the deadline fires within milliseconds; seconds would mean a lost timer.
         assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");

@@ -121,6 +121,16 @@ fn closed_port() -> SocketAddr {
 
 const WAIT: Duration = Duration::from_millis(300);
 
+/// A socket connected to a closed port, which it has sent a datagram; the port-unreachable
+/// report has arrived when this returns.
+async fn refused_socket() -> UdpSocket {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(closed_port()).await.unwrap();
+    sock.send(b"anyone?").await.unwrap();
+    sleep(Duration::from_millis(50)).await;
+    sock
+}
+
 #[test]
 fn a_refused_datagram_fails_one_recv_and_the_next_recv_waits() {
     with_timeout(DEADLINE, || {
@@ -128,11 +138,7 @@ fn a_refused_datagram_fails_one_recv_and_the_next_recv_waits() {
         let rt = runtime(1);
         let (first, second) = rt
             .block_on(rt.spawn(async {
-                let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                sock.connect(closed_port()).await.unwrap();
-                sock.send(b"anyone?").await.unwrap();
-                // The port-unreachable report arrives meanwhile.
-                sleep(Duration::from_millis(50)).await;
+                let sock = refused_socket().await;
                 let mut buf = [0u8; 16];
                 let first = timeout(WAIT, sock.recv(&mut buf)).await;
                 let second = timeout(WAIT, sock.recv(&mut buf)).await;
@@ -157,10 +163,7 @@ fn a_readable_and_try_recv_loop_reports_a_refusal_once_then_waits() {
         let rt = runtime(1);
         let steps = rt
             .block_on(rt.spawn(async {
-                let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                sock.connect(closed_port()).await.unwrap();
-                sock.send(b"anyone?").await.unwrap();
-                sleep(Duration::from_millis(50)).await;
+                let sock = refused_socket().await;
                 let mut buf = [0u8; 16];
                 let mut steps = Vec::new();
                 // The usual loop, cut off after a few rounds in case it spins.

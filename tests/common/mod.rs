@@ -6,6 +6,7 @@
 //! with `#[path = "../common/mod.rs"] mod common;`).
 #![allow(dead_code)]
 
+mod alloc_errors;
 mod bounds;
 mod counters;
 pub mod echo;
@@ -22,6 +23,6 @@ mod wakers;
 // Every test binary takes a different subset.
 #[allow(unused_imports)]
 pub use self::{
-    bounds::*, counters::*, evict::*, gate::*, msg::*, panics::*, probe::*, runtimes::*, sizes::*,
-    table::*, wakers::*,
+    alloc_errors::*, bounds::*, counters::*, evict::*, gate::*, msg::*, panics::*, probe::*,
+    runtimes::*, sizes::*, table::*, wakers::*,
 };
