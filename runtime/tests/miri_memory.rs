@@ -5,26 +5,12 @@
 
 mod common;
 
-use common::{runtime_with_limit, DropCount, CHUNK};
+use common::{block_on, runtime_with_limit, DropCount, CHUNK};
 use memkit_async_runtime::memory::{MkAllocError, MkArena, MkAsyncBox, MkAsyncVec, MkBudget};
 use memkit_async_runtime::spawn_with_budget;
 use memkit_async_runtime::task::yield_now;
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-
-/// Polls `f` to completion on this thread, outside any runtime.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
-}
 
 /// A one-slot mailbox: the receiver yields until the value arrives.
 type Mailbox<T> = Arc<Mutex<Option<T>>>;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{runtime, DropCount};
+use common::{block_on, runtime, DropCount};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -51,7 +51,7 @@ fn abort_panic_and_shutdown_drop_each_future_once() {
     // Four pending futures and one detached output, each dropped exactly once.
     assert_eq!(drops.load(Ordering::SeqCst), 5);
     for handle in pending {
-        assert!(futures_lite_block_on(handle).unwrap_err().is_cancelled());
+        assert!(block_on(handle).unwrap_err().is_cancelled());
     }
 }
 
@@ -60,17 +60,4 @@ fn blocking_pool_runs_and_joins() {
     let rt = runtime(1);
     let v = rt.block_on(rt.spawn_blocking(|| 7)).unwrap();
     assert_eq!(v, 7);
-}
-
-/// Polls a future on this thread without any runtime (the runtime is gone).
-fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, Waker};
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
 }
