@@ -72,7 +72,6 @@ fn main() {
 
 /// Runs the workload; returns the process's peak RSS (VmHWM) in bytes and the wall time.
 fn run(limit: Option<usize>) -> (u64, Duration) {
-    let peak_budget;
     let mut builder = memkit_async::runtime::Builder::new();
     if let Some(limit) = limit {
         builder.memory_limit(limit);
@@ -98,7 +97,7 @@ fn run(limit: Option<usize>) -> (u64, Duration) {
         done
     });
     assert_eq!(done, TASKS);
-    peak_budget = rt.memory_budget().peak();
+    let peak_budget = rt.memory_budget().peak();
     if limit.is_some() {
         println!("runtime budget peak: {} KiB", peak_budget >> 10);
     }

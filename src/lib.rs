@@ -18,6 +18,8 @@
 
 mod barrier;
 mod channel;
+#[cfg(feature = "hyper")]
+pub mod http;
 mod pool;
 mod semaphore;
 mod task_local;
@@ -42,6 +44,8 @@ pub use memkit_async_runtime::memory::{
     MkAsyncFrameConfig, MkAsyncFrameGuard, MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard,
     MkByteSize, MkEvictable,
 };
+#[cfg(all(feature = "signal", unix))]
+pub use memkit_async_runtime::signal;
 pub use memkit_async_runtime::{
     heap, memory, net, runtime, spawn, spawn_blocking, spawn_with_budget, task, time, Builder,
     Handle, JoinError, JoinHandle, Runtime,

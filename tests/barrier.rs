@@ -2,17 +2,11 @@
 
 mod common;
 
-use common::{runtime, with_timeout, DEADLINE};
+use common::{poll_once, runtime, with_timeout, DEADLINE};
 use memkit_async::MkAsyncBarrier;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
-
-fn poll_once<F: Future>(f: &mut Pin<Box<F>>) -> Poll<F::Output> {
-    f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-}
+use std::task::Poll;
 
 #[test]
 fn nobody_passes_before_n_arrive_and_the_last_is_the_leader() {

@@ -1,66 +1,30 @@
 //! Byte budgets and their four backpressure policies, with exact accounting.
 
+mod common;
+
+use common::*;
 use futures::FutureExt;
-use memkit_async::{MkAllocError, MkBackpressure, MkBudget, MkBudgetGuard, MkEvictable};
-use std::collections::VecDeque;
+use memkit_async::{MkAllocError, MkBackpressure, MkBudget, MkEvictable};
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-
-const KIB: usize = 1024;
-const MIB: usize = 1024 * KIB;
-
-fn runtime(workers: usize) -> memkit_async::Runtime {
-    memkit_async::Builder::new()
-        .worker_threads(workers)
-        .build()
-        .unwrap()
-}
-
-/// Waits (bounded) until `cond` holds.
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// Counts how many times the wrapped future is polled.
-struct CountPolls<F> {
-    inner: Pin<Box<F>>,
-    polls: Arc<AtomicUsize>,
-}
-
-impl<F: Future> Future for CountPolls<F> {
-    type Output = F::Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.polls.fetch_add(1, Ordering::SeqCst);
-        self.inner.as_mut().poll(cx)
-    }
-}
 
 #[test]
 fn wait_serves_1000_tasks_of_256k_under_1mib_without_polling_waiters() {
     let rt = runtime(2);
     let budget = MkBudget::new(MIB);
-    let polls: Vec<Arc<AtomicUsize>> = (0..1000).map(|_| Arc::new(AtomicUsize::new(0))).collect();
-    let handles: Vec<_> = polls
+    let probes: Vec<Probe> = (0..1000).map(|_| Probe::new()).collect();
+    let handles: Vec<_> = probes
         .iter()
         .map(|p| {
             let budget = budget.clone();
-            rt.spawn(CountPolls {
-                inner: Box::pin(async move {
-                    let guard = budget.acquire(256 * KIB).await.unwrap();
-                    assert!(budget.used() <= MIB);
-                    memkit_async::task::yield_now().await;
-                    drop(guard);
-                }),
-                polls: p.clone(),
-            })
+            rt.spawn(p.track(async move {
+                let guard = budget.acquire(256 * KIB).await.unwrap();
+                assert!(budget.used() <= MIB);
+                memkit_async::task::yield_now().await;
+                drop(guard);
+            }))
         })
         .collect();
     for h in handles {
@@ -68,7 +32,7 @@ fn wait_serves_1000_tasks_of_256k_under_1mib_without_polling_waiters() {
     }
     // A task that got its bytes at once is polled twice (acquire + yield, then the end); one
     // that waited once more, when it was granted. A waiter polled while waiting would show 4+.
-    let per_task: Vec<usize> = polls.iter().map(|p| p.load(Ordering::SeqCst)).collect();
+    let per_task: Vec<usize> = probes.iter().map(|p| p.polls.get()).collect();
     assert!(per_task.iter().all(|n| [2, 3].contains(n)), "{per_task:?}");
     assert!(
         per_task.contains(&3),
@@ -151,18 +115,9 @@ fn timeout_fails_after_its_duration_and_succeeds_if_released_in_time() {
     let start = Instant::now();
     let err = rt.block_on(async move { b.acquire(10).await }).unwrap_err();
     let elapsed = start.elapsed();
-    match err {
-        MkAllocError::TimedOut {
-            requested,
-            limit,
-            used,
-            waited,
-        } => {
-            assert_eq!((requested, limit, used), (10, 1000, 1000));
-            assert!(waited >= Duration::from_millis(100), "{waited:?}");
-        }
-        other => panic!("expected TimedOut, got {other:?}"),
-    }
+    let (request, waited) = expect_timed_out(err);
+    assert_eq!(request, (10, 1000, 1000));
+    assert!(waited >= Duration::from_millis(100), "{waited:?}");
     assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
     // Generous upper bound: the timer thread fires within milliseconds of the deadline.
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
@@ -176,39 +131,15 @@ fn timeout_fails_after_its_duration_and_succeeds_if_released_in_time() {
     assert_eq!(budget.used(), 0);
 }
 
-/// A byte-bounded FIFO cache whose entries hold budget memory.
-struct Cache {
-    entries: Mutex<VecDeque<(u32, MkBudgetGuard)>>,
-    evicted: Mutex<Vec<u32>>,
-}
-
-impl MkEvictable for Cache {
-    fn evict(&self, bytes_wanted: usize) -> usize {
-        let mut freed = 0;
-        let mut entries = self.entries.lock().unwrap();
-        while freed < bytes_wanted {
-            let Some((key, guard)) = entries.pop_front() else {
-                break;
-            };
-            freed += guard.bytes();
-            self.evicted.lock().unwrap().push(key);
-        }
-        freed
-    }
-}
-
 #[test]
 fn evict_drops_the_oldest_entries_of_a_registered_consumer() {
     let budget = MkBudget::new(1000).with_policy(MkBackpressure::Evict);
-    let cache = Arc::new(Cache {
-        entries: Mutex::new(VecDeque::new()),
-        evicted: Mutex::new(Vec::new()),
-    });
+    let cache = Arc::new(FifoCache::default());
     let consumer: Arc<dyn MkEvictable> = cache.clone();
     budget.register_evictable(&consumer);
     for key in 0..10 {
         let guard = budget.try_acquire(100).unwrap();
-        cache.entries.lock().unwrap().push_back((key, guard));
+        cache.insert(key, guard);
     }
     assert_eq!(budget.used(), 1000);
 
@@ -217,9 +148,8 @@ fn evict_drops_the_oldest_entries_of_a_registered_consumer() {
         .now_or_never()
         .expect("Evict never waits")
         .unwrap();
-    assert_eq!(*cache.evicted.lock().unwrap(), vec![0, 1, 2]);
-    let left: Vec<u32> = cache.entries.lock().unwrap().iter().map(|e| e.0).collect();
-    assert_eq!(left, (3..10).collect::<Vec<_>>());
+    assert_eq!(cache.evicted(), vec![0, 1, 2]);
+    assert_eq!(cache.keys(), (3..10).collect::<Vec<_>>());
     assert_eq!(budget.used(), 950);
 
     // Nothing left to evict beyond the cache: CapacityReached.

@@ -5,19 +5,10 @@
 mod common;
 
 use common::*;
-use memkit_async::{MkAllocError, MkAsyncCache, MkBackpressure, MkBudget, MkByteSize, Runtime};
+use memkit_async::{MkAllocError, MkAsyncCache, MkBackpressure, MkBudget, MkByteSize};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const CHUNK: usize = 4096;
-
-fn rt() -> Runtime {
-    memkit_async::Builder::new()
-        .worker_threads(2)
-        .build()
-        .unwrap()
-}
 
 /// 1000 bytes that count their drops.
 struct Blob {
@@ -49,7 +40,7 @@ impl MkByteSize for Blob {
 #[test]
 fn insert_get_remove_with_exact_bytes() {
     with_timeout(DEADLINE, || {
-        rt().block_on(async {
+        runtime(2).block_on(async {
             let cache = MkAsyncCache::new(64 << 10);
             assert_eq!(cache.insert("a", 1u64).await.unwrap(), None);
             assert_eq!(cache.insert("b", 2u64).await.unwrap(), None);
@@ -71,7 +62,7 @@ fn insert_get_remove_with_exact_bytes() {
 #[test]
 fn evict_drops_the_least_recently_inserted_entries() {
     with_timeout(DEADLINE, || {
-        rt().block_on(async {
+        runtime(2).block_on(async {
             let drops = Arc::new(AtomicUsize::new(0));
             // Two 4 KiB chunks of four 1000-byte entries each.
             let cache = MkAsyncCache::new(2 * CHUNK);
@@ -96,7 +87,7 @@ fn evict_drops_the_least_recently_inserted_entries() {
 #[test]
 fn other_evicting_users_of_the_budget_reclaim_from_the_cache() {
     with_timeout(DEADLINE, || {
-        rt().block_on(async {
+        runtime(2).block_on(async {
             let budget = MkBudget::new(4 * CHUNK).with_policy(MkBackpressure::Evict);
             let cache = MkAsyncCache::with_budget(&budget);
             for i in 0..16u32 {
@@ -120,7 +111,7 @@ fn other_evicting_users_of_the_budget_reclaim_from_the_cache() {
 #[test]
 fn owned_bytes_beyond_the_value_are_charged_too() {
     with_timeout(DEADLINE, || {
-        rt().block_on(async {
+        runtime(2).block_on(async {
             let budget = MkBudget::new(1 << 20).with_policy(MkBackpressure::Fail);
             let cache = MkAsyncCache::with_budget(&budget);
             let value = Vec::<u8>::with_capacity(1000);
@@ -136,7 +127,7 @@ fn owned_bytes_beyond_the_value_are_charged_too() {
 #[test]
 fn an_entry_larger_than_the_capacity_fails_at_once() {
     with_timeout(DEADLINE, || {
-        rt().block_on(async {
+        runtime(2).block_on(async {
             let cache = MkAsyncCache::new(8 << 10);
             let err = cache.insert(1, vec![0u8; 64 << 10]).await.unwrap_err();
             assert!(matches!(err, MkAllocError::ExceedsLimit { .. }), "{err:?}");
@@ -149,7 +140,7 @@ fn an_entry_larger_than_the_capacity_fails_at_once() {
 #[test]
 fn fail_policy_refuses_an_insert_that_does_not_fit() {
     with_timeout(DEADLINE, || {
-        rt().block_on(async {
+        runtime(2).block_on(async {
             let budget = MkBudget::new(CHUNK).with_policy(MkBackpressure::Fail);
             let cache = MkAsyncCache::with_budget(&budget);
             for i in 0..4u32 {
@@ -177,7 +168,7 @@ fn fail_policy_refuses_an_insert_that_does_not_fit() {
 #[test]
 fn wait_policy_parks_an_insert_until_entries_are_removed() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         rt.block_on(async {
             let budget = MkBudget::new(CHUNK).with_policy(MkBackpressure::Wait);
             let cache = MkAsyncCache::with_budget(&budget);
@@ -199,7 +190,7 @@ fn wait_policy_parks_an_insert_until_entries_are_removed() {
 #[test]
 fn timeout_policy_gives_up_after_its_duration() {
     with_timeout(DEADLINE, || {
-        rt().block_on(async {
+        runtime(2).block_on(async {
             let wait = Duration::from_millis(50);
             let budget = MkBudget::new(CHUNK).with_policy(MkBackpressure::Timeout(wait));
             let cache = MkAsyncCache::with_budget(&budget);
@@ -226,7 +217,7 @@ fn timeout_policy_gives_up_after_its_duration() {
 #[test]
 fn concurrent_inserts_from_many_tasks_stay_bounded_and_drop_everything() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         let drops = Arc::new(AtomicUsize::new(0));
         let cache = MkAsyncCache::new(16 * CHUNK);
         let budget = cache.budget().clone();

@@ -1,10 +1,8 @@
 //! `MkAsyncChannel`: the four policies with exact byte accounting, FIFO service of waiting
 //! senders, and zero-copy moves of arena memory.
 
-mod channel_util;
 mod common;
 
-use channel_util::*;
 use common::*;
 use memkit_async::{
     MkAllocError, MkArena, MkAsyncBox, MkAsyncChannel, MkAsyncVec, MkBackpressure, MkBudget,

@@ -1,10 +1,8 @@
 //! `MkAsyncChannel`: closing, bad input (capacity 0, messages larger than the bound, a closed
 //! channel, a gone receiver), and the `Stream` and `Sink` implementations.
 
-mod channel_util;
 mod common;
 
-use channel_util::*;
 use common::*;
 use futures::{SinkExt, StreamExt};
 use memkit_async::{

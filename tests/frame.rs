@@ -7,18 +7,9 @@ mod common;
 use common::*;
 use memkit_async::{
     spawn, MkAllocError, MkAsyncBox, MkAsyncCache, MkAsyncFrameAlloc, MkAsyncFrameConfig,
-    MkBackpressure, Runtime,
+    MkBackpressure,
 };
 use std::time::{Duration, Instant};
-
-const CHUNK: usize = 4096;
-
-fn rt() -> Runtime {
-    memkit_async::Builder::new()
-        .worker_threads(2)
-        .build()
-        .unwrap()
-}
 
 /// Runs `future` as a task on a fresh two-worker runtime.
 fn run<F: std::future::Future + Send + 'static>(
@@ -27,7 +18,7 @@ fn run<F: std::future::Future + Send + 'static>(
 where
     F::Output: Send + 'static,
 {
-    let rt = rt();
+    let rt = runtime(2);
     rt.block_on(rt.spawn(future))
 }
 
@@ -74,7 +65,7 @@ fn a_frame_takes_one_chunk_and_gives_it_back_on_close() {
 #[test]
 fn frame_objects_stay_valid_across_awaits_and_worker_changes() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         let (moved, used) = rt
             .block_on(rt.spawn(async {
                 let alloc = frames(1 << 20, MkBackpressure::Wait);
@@ -99,7 +90,7 @@ fn frame_objects_stay_valid_across_awaits_and_worker_changes() {
 #[test]
 fn objects_outlive_their_frame_and_free_its_memory_when_dropped() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         let alloc = frames(1 << 20, MkBackpressure::Wait);
         let a2 = alloc.clone();
         let kept = rt
@@ -175,7 +166,7 @@ fn frames_closed_out_of_order_leave_the_inner_one_open() {
 #[test]
 fn frames_belong_to_their_task() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         rt.block_on(async {
             let alloc = frames(1 << 20, MkBackpressure::Wait);
             let a2 = alloc.clone();
@@ -294,7 +285,7 @@ fn fail_policy_refuses_a_frame_when_the_capacity_is_exhausted() {
 #[test]
 fn wait_policy_parks_begin_frame_until_a_frame_closes() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         rt.block_on(async {
             let alloc = frames(CHUNK, MkBackpressure::Wait);
             let a2 = alloc.clone();
@@ -334,18 +325,9 @@ fn timeout_policy_gives_up_after_its_duration() {
             let start = Instant::now();
             let err = alloc.begin_frame().await.unwrap_err();
             assert!(start.elapsed() >= wait);
-            match err {
-                MkAllocError::TimedOut {
-                    requested,
-                    limit,
-                    used,
-                    waited,
-                } => {
-                    assert_eq!((requested, limit, used), (CHUNK, CHUNK, CHUNK));
-                    assert!(waited >= wait);
-                }
-                other => panic!("expected TimedOut, got {other:?}"),
-            }
+            let (request, waited) = expect_timed_out(err);
+            assert_eq!(request, (CHUNK, CHUNK, CHUNK));
+            assert!(waited >= wait);
             drop(held);
             assert_eq!(alloc.used(), 0);
         })
@@ -413,7 +395,7 @@ fn inside_a_runtime_frames_count_against_the_memory_limit() {
 #[test]
 fn frames_work_in_block_on_for_the_calling_thread() {
     with_timeout(DEADLINE, || {
-        rt().block_on(async {
+        runtime(2).block_on(async {
             let alloc = frames(1 << 20, MkBackpressure::Wait);
             let frame = alloc.begin_frame().await.unwrap();
             let v = alloc.alloc_with(11u16).await.unwrap();

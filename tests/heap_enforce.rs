@@ -36,21 +36,22 @@ fn a_runaway_task_under_fail_is_cancelled_at_the_poll_that_crosses_its_limit() {
     let pushes = Arc::new(AtomicUsize::new(0));
     let runaway = {
         let pushes = pushes.clone();
-        rt.block_on(async move {
-            task::Builder::new()
-                .name("runaway")
-                .budget(1 << 20)
-                .policy(MkBackpressure::Fail)
-                .spawn(async move {
+        task::Builder::new()
+            .name("runaway")
+            .budget(1 << 20)
+            .policy(MkBackpressure::Fail)
+            .spawn_on(
+                async move {
                     let mut held: Vec<Vec<u8>> = Vec::with_capacity(2000);
                     while held.len() < 1600 {
                         held.push(vec![1; STEP]);
                         pushes.fetch_add(1, SeqCst);
                         yield_now().await;
                     }
-                })
-                .unwrap()
-        })
+                },
+                rt.handle(),
+            )
+            .unwrap()
     };
     let err = rt.block_on(runaway).unwrap_err();
     assert!(err.is_memory_exceeded() && err.is_cancelled(), "{err}");

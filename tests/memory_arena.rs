@@ -11,9 +11,6 @@ use memkit_async::{spawn, MkArena, MkAsyncBox, MkAsyncVec, MkBudget};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const KIB: usize = 1024;
-const CHUNK: usize = 4 * KIB;
-
 /// A recognisable byte pattern, different for each `seed`.
 fn pattern(seed: usize) -> [u8; 1024] {
     std::array::from_fn(|i| (i * 31 + seed * 7 + 1) as u8)

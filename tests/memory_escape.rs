@@ -11,10 +11,6 @@ use memkit_async::{
     MkBudget, Runtime,
 };
 
-const KIB: usize = 1024;
-/// The first chunk of every arena.
-const CHUNK: usize = 4 * KIB;
-
 fn pattern(seed: u8) -> [u8; 256] {
     std::array::from_fn(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
 }

@@ -12,17 +12,12 @@ use futures::FutureExt;
 use memkit_async::task::{self, yield_now};
 use memkit_async::{
     spawn_with_budget, JoinHandle, MkAllocError, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget,
-    MkBudgetGuard, MkEvictable, Runtime,
+    MkEvictable, Runtime,
 };
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const KIB: usize = 1024;
-/// The first chunk of every task arena.
-const CHUNK: usize = 4 * KIB;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -271,19 +266,10 @@ fn timeout_gives_up_after_its_duration_and_the_task_can_go_on() {
                 .await
                 .unwrap()
         });
-        match err {
-            MkAllocError::TimedOut {
-                requested,
-                limit,
-                used,
-                waited,
-            } => {
-                assert_eq!((requested, limit, used), (CHUNK, CHUNK, CHUNK));
-                assert!(waited >= WAIT, "{waited:?}");
-                assert!(waited <= elapsed, "{waited:?} > {elapsed:?}");
-            }
-            other => panic!("expected TimedOut, got {other:?}"),
-        }
+        let (request, waited) = expect_timed_out(err);
+        assert_eq!(request, (CHUNK, CHUNK, CHUNK));
+        assert!(waited >= WAIT, "{waited:?}");
+        assert!(waited <= elapsed, "{waited:?} > {elapsed:?}");
         assert!(elapsed >= WAIT, "{elapsed:?}");
         // Generous: the deadline fires within milliseconds; seconds would mean a lost timer.
         assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
@@ -343,38 +329,6 @@ fn timeout_is_served_when_memory_comes_back_in_time() {
     });
 }
 
-/// A byte-bounded FIFO cache whose entries hold budget memory.
-#[derive(Default)]
-struct Cache {
-    entries: Mutex<VecDeque<(u32, MkBudgetGuard)>>,
-    evicted: Mutex<Vec<u32>>,
-}
-
-impl Cache {
-    fn keys(&self) -> Vec<u32> {
-        self.entries.lock().unwrap().iter().map(|e| e.0).collect()
-    }
-
-    fn evicted(&self) -> Vec<u32> {
-        self.evicted.lock().unwrap().clone()
-    }
-}
-
-impl MkEvictable for Cache {
-    fn evict(&self, bytes_wanted: usize) -> usize {
-        let mut freed = 0;
-        let mut entries = self.entries.lock().unwrap();
-        while freed < bytes_wanted {
-            let Some((key, guard)) = entries.pop_front() else {
-                break;
-            };
-            freed += guard.bytes();
-            self.evicted.lock().unwrap().push(key);
-        }
-        freed
-    }
-}
-
 #[test]
 fn evict_drops_the_oldest_cache_entries_to_make_room_for_task_arena_chunks() {
     with_timeout(DEADLINE, || {
@@ -383,13 +337,13 @@ fn evict_drops_the_oldest_cache_entries_to_make_room_for_task_arena_chunks() {
             .memory_budget()
             .child(4 * CHUNK)
             .with_policy(MkBackpressure::Evict);
-        let cache = Arc::new(Cache::default());
+        let cache = Arc::new(FifoCache::default());
         let consumer: Arc<dyn MkEvictable> = cache.clone();
         budget.register_evictable(&consumer);
         // Seven 2 KiB entries: 14 of the 16 KiB.
         for key in 0..7 {
             let guard = budget.try_acquire(2 * KIB).unwrap();
-            cache.entries.lock().unwrap().push_back((key, guard));
+            cache.insert(key, guard);
         }
         assert_eq!(budget.used(), 14 * KIB);
 

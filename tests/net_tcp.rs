@@ -16,8 +16,7 @@ use std::future::Future;
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::pin::pin;
-use std::sync::Arc;
-use std::task::{Context, Wake, Waker};
+use std::task::Context;
 use std::time::Duration;
 
 const BUDGET: usize = 256 << 10;
@@ -340,19 +339,6 @@ fn a_socket_outliving_its_runtime_fails_cleanly() {
     });
 }
 
-/// A waker that counts its drops (of the last clone).
-struct Dropped(Counter);
-
-impl Wake for Dropped {
-    fn wake(self: Arc<Self>) {}
-}
-
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        self.0.inc();
-    }
-}
-
 #[test]
 fn abandoned_accepts_and_readables_leave_no_waker_behind() {
     const ABANDONED: usize = 1000;
@@ -366,7 +352,7 @@ fn abandoned_accepts_and_readables_leave_no_waker_behind() {
             let (server, _) = listener.accept().await.unwrap();
             let dropped = Counter::new();
             for _ in 0..ABANDONED {
-                let waker = Waker::from(Arc::new(Dropped(dropped.clone())));
+                let waker = drop_counting_waker(&dropped);
                 let mut cx = Context::from_waker(&waker);
                 assert!(pin!(listener.accept()).poll(&mut cx).is_pending());
                 assert!(pin!(server.readable()).poll(&mut cx).is_pending());

@@ -19,7 +19,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Wake, Waker};
+use std::task::Context;
 use std::time::Duration;
 
 #[test]
@@ -121,6 +121,16 @@ fn closed_port() -> SocketAddr {
 
 const WAIT: Duration = Duration::from_millis(300);
 
+/// A socket connected to a closed port, which it has sent a datagram; the port-unreachable
+/// report has arrived when this returns.
+async fn refused_socket() -> UdpSocket {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.connect(closed_port()).await.unwrap();
+    sock.send(b"anyone?").await.unwrap();
+    sleep(Duration::from_millis(50)).await;
+    sock
+}
+
 #[test]
 fn a_refused_datagram_fails_one_recv_and_the_next_recv_waits() {
     with_timeout(DEADLINE, || {
@@ -128,11 +138,7 @@ fn a_refused_datagram_fails_one_recv_and_the_next_recv_waits() {
         let rt = runtime(1);
         let (first, second) = rt
             .block_on(rt.spawn(async {
-                let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                sock.connect(closed_port()).await.unwrap();
-                sock.send(b"anyone?").await.unwrap();
-                // The port-unreachable report arrives meanwhile.
-                sleep(Duration::from_millis(50)).await;
+                let sock = refused_socket().await;
                 let mut buf = [0u8; 16];
                 let first = timeout(WAIT, sock.recv(&mut buf)).await;
                 let second = timeout(WAIT, sock.recv(&mut buf)).await;
@@ -157,10 +163,7 @@ fn a_readable_and_try_recv_loop_reports_a_refusal_once_then_waits() {
         let rt = runtime(1);
         let steps = rt
             .block_on(rt.spawn(async {
-                let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                sock.connect(closed_port()).await.unwrap();
-                sock.send(b"anyone?").await.unwrap();
-                sleep(Duration::from_millis(50)).await;
+                let sock = refused_socket().await;
                 let mut buf = [0u8; 16];
                 let mut steps = Vec::new();
                 // The usual loop, cut off after a few rounds in case it spins.
@@ -253,19 +256,6 @@ fn an_unconnected_socket_hearing_errors_reports_one_then_waits() {
     });
 }
 
-/// A waker that counts its drops (of the last clone).
-struct Dropped(Counter);
-
-impl Wake for Dropped {
-    fn wake(self: Arc<Self>) {}
-}
-
-impl Drop for Dropped {
-    fn drop(&mut self) {
-        self.0.inc();
-    }
-}
-
 const ABANDONED: usize = 10_000;
 
 #[test]
@@ -277,7 +267,7 @@ fn ten_thousand_abandoned_recv_froms_leave_no_waker_behind() {
             let dropped = Counter::new();
             let mut buf = [0u8; 16];
             for _ in 0..ABANDONED {
-                let waker = Waker::from(Arc::new(Dropped(dropped.clone())));
+                let waker = drop_counting_waker(&dropped);
                 let mut recv = pin!(sock.recv_from(&mut buf));
                 let polled = recv.as_mut().poll(&mut Context::from_waker(&waker));
                 assert!(polled.is_pending(), "nothing was sent");
@@ -304,7 +294,7 @@ fn the_poll_api_keeps_only_the_latest_waker_per_direction() {
             let dropped = Counter::new();
             let mut buf = [0u8; 16];
             for _ in 0..ABANDONED {
-                let waker = Waker::from(Arc::new(Dropped(dropped.clone())));
+                let waker = drop_counting_waker(&dropped);
                 let polled = sock.poll_recv_from(&mut Context::from_waker(&waker), &mut buf);
                 assert!(polled.is_pending());
             }

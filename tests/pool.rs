@@ -3,12 +3,11 @@
 
 mod common;
 
-use common::{runtime, wait_until, with_timeout, Counter, DEADLINE};
+use common::{poll_once, runtime, wait_until, with_timeout, Counter, DEADLINE};
 use memkit_async::{MkAllocError, MkAsyncPool, MkBackpressure, MkBudget, MkPoolError, MkPoolGuard};
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// A pooled object that knows its creation number and counts its drops.
@@ -56,10 +55,6 @@ fn pool(capacity: usize, policy: MkBackpressure) -> (MkAsyncPool<Obj>, Census) {
         .policy(policy)
         .build();
     (pool, census)
-}
-
-fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
-    std::pin::Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// Drops the pool and checks every object created was dropped exactly once.

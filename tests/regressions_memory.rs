@@ -16,12 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-const CHUNK: usize = 4096;
-
-fn rt() -> Runtime {
-    Builder::new().worker_threads(2).build().unwrap()
-}
-
 /// A task output whose `Drop` allocates in the current task's arena, as any value's drop may.
 struct AllocatesOnDrop(Counter);
 
@@ -56,7 +50,7 @@ fn spawn_allocating_output(
 /// The budget has its whole limit back: a new task on it can take a full chunk.
 fn assert_budget_whole(budget: &MkBudget) {
     assert_eq!(budget.used(), 0);
-    let rt = rt();
+    let rt = runtime(2);
     let full = TaskBuilder::new()
         .budget(budget)
         .spawn_on(
@@ -76,7 +70,7 @@ fn a_detached_output_that_allocates_in_its_drop_gives_every_byte_back() {
     with_timeout(DEADLINE, || {
         let budget = MkBudget::new(CHUNK).with_policy(MkBackpressure::Fail);
         let allocated = Counter::new();
-        let rt = rt();
+        let rt = runtime(2);
         let (go, wait) = futures::channel::oneshot::channel();
         drop(spawn_allocating_output(&rt, &budget, wait, &allocated));
         go.send(()).unwrap();
@@ -93,7 +87,7 @@ fn outputs_dropped_at_shutdown_give_every_byte_back() {
     with_timeout(DEADLINE, || {
         let budget = MkBudget::new(CHUNK).with_policy(MkBackpressure::Fail);
         let allocated = Counter::new();
-        let rt = rt();
+        let rt = runtime(2);
         let (go, wait) = futures::channel::oneshot::channel();
         let finished = spawn_allocating_output(&rt, &budget, wait, &allocated);
         let (held, is_held) = futures::channel::oneshot::channel();
@@ -136,7 +130,7 @@ impl MkEvictable for ClosesFrame {
 #[test]
 fn an_evictable_may_close_a_frame_of_the_allocator_that_asked() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         let (a, b, used, evicted, after) = rt.block_on(async {
             let alloc = MkAsyncFrameAlloc::new(MkAsyncFrameConfig {
                 arena_size: 2 * CHUNK,

@@ -326,43 +326,39 @@ fn dropping_with_running_blocking_closures_waits_for_them_and_joins_them() {
     });
 }
 
-#[test]
-fn dropping_the_runtime_from_its_own_blocking_thread() {
-    with_timeout(DEADLINE, || {
-        let (rt, threads) = counted_runtime(2);
-        let probe = Probe::new();
-        let pending_task = rt.spawn(probe.track(pending::<()>()));
-        let handle = rt.handle().clone();
-        let h = handle.spawn_blocking(move || drop(rt));
-        futures::executor::block_on(h).unwrap();
-        assert_eq!(probe.drops.get(), 1);
-        assert!(futures::executor::block_on(pending_task)
-            .unwrap_err()
-            .is_cancelled());
-        wait_until("every thread stopped", || {
-            threads.stops.get() == threads.starts.get()
-        });
-    });
+/// Where a runtime's last owner drops it from: one of the runtime's own threads.
+#[derive(Clone, Copy, Debug)]
+enum DroppedFrom {
+    ItsBlockingThread,
+    OneOfItsTasks,
 }
 
 #[test]
-fn dropping_the_runtime_from_inside_one_of_its_tasks() {
-    with_timeout(DEADLINE, || {
-        let (rt, threads) = counted_runtime(2);
-        let probe = Probe::new();
-        let pending_task = rt.spawn(probe.track(pending::<()>()));
-        let handle = rt.handle().clone();
-        let h = handle.spawn(async move { drop(rt) });
-        // The dropping task itself finishes its poll and completes normally.
-        futures::executor::block_on(h).unwrap();
-        assert_eq!(probe.drops.get(), 1);
-        assert!(futures::executor::block_on(pending_task)
-            .unwrap_err()
-            .is_cancelled());
-        wait_until("every thread stopped", || {
-            threads.stops.get() == threads.starts.get()
-        });
-    });
+fn dropping_the_runtime_from_its_own_blocking_thread_or_task() {
+    for_each_case(
+        &[DroppedFrom::ItsBlockingThread, DroppedFrom::OneOfItsTasks],
+        |from| {
+            with_timeout(DEADLINE, move || {
+                let (rt, threads) = counted_runtime(2);
+                let probe = Probe::new();
+                let pending_task = rt.spawn(probe.track(pending::<()>()));
+                let handle = rt.handle().clone();
+                let h = match from {
+                    DroppedFrom::ItsBlockingThread => handle.spawn_blocking(move || drop(rt)),
+                    // The dropping task itself finishes its poll and completes normally.
+                    DroppedFrom::OneOfItsTasks => handle.spawn(async move { drop(rt) }),
+                };
+                futures::executor::block_on(h).unwrap();
+                assert_eq!(probe.drops.get(), 1);
+                assert!(futures::executor::block_on(pending_task)
+                    .unwrap_err()
+                    .is_cancelled());
+                wait_until("every thread stopped", || {
+                    threads.stops.get() == threads.starts.get()
+                });
+            });
+        },
+    );
 }
 
 #[test]

@@ -54,30 +54,18 @@ fn spawn_100k_from_outside_the_runtime() {
 }
 
 #[test]
-fn spawn_100k_from_inside_a_task() {
-    with_timeout(DEADLINE, || {
-        let rt = runtime(4);
-        let ran = Counter::new();
-        let r = ran.clone();
-        let sum = rt
-            .block_on(rt.spawn(async move { collect_doubles(doubles(&r, N)).await }))
-            .unwrap();
-        assert_eq!(sum, N * (N - 1));
-        assert_eq!(ran.get(), N as usize);
-    });
-}
-
-#[test]
-fn spawn_100k_from_inside_a_task_on_one_worker() {
-    with_timeout(DEADLINE, || {
-        let rt = runtime(1);
-        let ran = Counter::new();
-        let r = ran.clone();
-        let sum = rt
-            .block_on(rt.spawn(async move { collect_doubles(doubles(&r, N)).await }))
-            .unwrap();
-        assert_eq!(sum, N * (N - 1));
-        assert_eq!(ran.get(), N as usize);
+fn spawn_100k_from_inside_a_task_on_4_and_1_workers() {
+    for_each_case(&[4, 1], |workers| {
+        with_timeout(DEADLINE, move || {
+            let rt = runtime(workers);
+            let ran = Counter::new();
+            let r = ran.clone();
+            let sum = rt
+                .block_on(rt.spawn(async move { collect_doubles(doubles(&r, N)).await }))
+                .unwrap();
+            assert_eq!(sum, N * (N - 1));
+            assert_eq!(ran.get(), N as usize);
+        });
     });
 }
 

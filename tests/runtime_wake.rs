@@ -82,13 +82,10 @@ fn ping_pong(rt: &Runtime, pairs: usize, rounds: u64) {
 }
 
 #[test]
-fn ping_pong_100_pairs_1000_rounds_on_2_workers() {
-    with_timeout(DEADLINE, || ping_pong(&runtime(2), 100, 1000));
-}
-
-#[test]
-fn ping_pong_100_pairs_1000_rounds_on_4_workers() {
-    with_timeout(DEADLINE, || ping_pong(&runtime(4), 100, 1000));
+fn ping_pong_100_pairs_1000_rounds_on_2_and_4_workers() {
+    for_each_case(&[2, 4], |workers| {
+        with_timeout(DEADLINE, move || ping_pong(&runtime(workers), 100, 1000));
+    });
 }
 
 #[test]

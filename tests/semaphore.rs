@@ -3,17 +3,11 @@
 
 mod common;
 
-use common::{runtime, wait_until, with_timeout, DEADLINE};
+use common::{poll_once, runtime, wait_until, with_timeout, DEADLINE};
 use memkit_async::{MkAsyncSemaphore, MkSemaphoreError};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
-
-fn poll_once<F: Future>(f: &mut Pin<Box<F>>) -> Poll<F::Output> {
-    f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-}
+use std::task::Poll;
 
 #[test]
 fn permits_are_counted_exactly_and_come_back_on_drop() {

@@ -7,19 +7,12 @@ mod common;
 use common::*;
 use memkit_async::task::yield_now;
 use memkit_async::time::timeout;
-use memkit_async::{spawn, MkTaskLocal, MkTaskLocalError, Runtime};
+use memkit_async::{spawn, MkTaskLocal, MkTaskLocalError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 static ID: MkTaskLocal<u64> = MkTaskLocal::new();
 static NAME: MkTaskLocal<String> = MkTaskLocal::new();
-
-fn rt() -> Runtime {
-    memkit_async::Builder::new()
-        .worker_threads(2)
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn outside_a_scope_the_value_is_not_set() {
@@ -31,7 +24,7 @@ fn outside_a_scope_the_value_is_not_set() {
 #[test]
 fn each_of_many_tasks_sees_only_its_own_value_across_yields() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         let seen: Vec<u64> = rt.block_on(async {
             let tasks: Vec<_> = (0..100u64)
                 .map(|i| {
@@ -58,7 +51,7 @@ fn each_of_many_tasks_sees_only_its_own_value_across_yields() {
 #[test]
 fn the_value_follows_the_task_to_another_worker() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         let moved = rt
             .block_on(rt.spawn(ID.scope(77, async { migrate(|| assert_eq!(ID.get(), 77)).await })))
             .unwrap();
@@ -69,7 +62,7 @@ fn the_value_follows_the_task_to_another_worker() {
 #[test]
 fn children_inherit_only_on_request() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         let (inherited, plain, after_change) = rt.block_on(NAME.scope("parent".into(), async {
             let inherited = spawn(NAME.inherit(async { NAME.get() })).await.unwrap();
             let plain = spawn(async { NAME.try_get() }).await.unwrap();
@@ -93,7 +86,7 @@ fn children_inherit_only_on_request() {
 #[test]
 fn scopes_nest_and_shadow() {
     with_timeout(DEADLINE, || {
-        rt().block_on(ID.scope(1, async {
+        runtime(2).block_on(ID.scope(1, async {
             let inner = ID.scope(2, async { (ID.get(), NAME.try_get()) }).await;
             assert_eq!(inner, (2, Err(MkTaskLocalError::NotSet)));
             assert_eq!(ID.get(), 1);
@@ -108,7 +101,7 @@ fn scopes_nest_and_shadow() {
 #[test]
 fn changes_last_for_the_rest_of_the_scope() {
     with_timeout(DEADLINE, || {
-        rt().block_on(ID.scope(5, async {
+        runtime(2).block_on(ID.scope(5, async {
             ID.with_mut(|v| *v += 1);
             yield_now().await;
             assert_eq!(ID.get(), 6);
@@ -149,7 +142,7 @@ impl Drop for ReadsOnDrop {
 #[test]
 fn destructors_of_an_aborted_timed_out_or_dropped_scope_see_the_value() {
     with_timeout(DEADLINE, || {
-        let rt = rt();
+        let rt = runtime(2);
         let seen = Arc::new(Mutex::new(Vec::new()));
         // Aborted while it waits.
         let guard = ReadsOnDrop(seen.clone());

@@ -21,10 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const KIB: usize = 1024;
-/// The first chunk of every arena.
-const CHUNK: usize = 4 * KIB;
-
 /// Runs `future` on a fresh two-worker tokio runtime, failing after [`DEADLINE`].
 fn on_tokio<F>(future: F) -> F::Output
 where
@@ -180,21 +176,12 @@ fn fail_timeout_and_oversized_requests_return_their_errors_in_tokio_tasks() {
             used: CHUNK
         })
     );
-    match timed_out {
-        Err(MkAllocError::TimedOut {
-            requested,
-            limit,
-            used,
-            waited,
-        }) => {
-            assert_eq!((requested, limit, used), (CHUNK, CHUNK, CHUNK));
-            assert!(
-                waited >= Duration::from_millis(50) && waited < DEADLINE,
-                "waited {waited:?} for a 50 ms timeout"
-            );
-        }
-        other => panic!("expected TimedOut, got {other:?}"),
-    }
+    let (request, waited) = expect_timed_out(timed_out.expect_err("the request timed out"));
+    assert_eq!(request, (CHUNK, CHUNK, CHUNK));
+    assert!(
+        waited >= Duration::from_millis(50) && waited < DEADLINE,
+        "waited {waited:?} for a 50 ms timeout"
+    );
     // 5000 bytes need an 8 KiB chunk, which a 4 KiB budget can never hold.
     assert_eq!(
         oversized,
@@ -361,6 +348,25 @@ fn tokio_timers_work_inside_memkit_tasks() {
     });
 }
 
+/// Writes `data` to an echo peer from a task of its own, then half-closes, while reading the
+/// reply to its end (both at once: a large reply would otherwise fill both socket buffers);
+/// whether the reply is `data` unchanged.
+async fn comes_back_unchanged<R, W>(mut rd: R, mut wr: W, data: Vec<u8>) -> bool
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let expected = data.clone();
+    let writer = memkit_async::spawn(async move {
+        wr.write_all(&data).await.unwrap();
+        wr.shutdown().await.unwrap();
+    });
+    let mut back = Vec::new();
+    rd.read_to_end(&mut back).await.unwrap();
+    writer.await.unwrap();
+    back == expected
+}
+
 #[test]
 fn tokio_tcp_echo_between_memkit_tasks() {
     const CLIENTS: usize = 4;
@@ -392,16 +398,8 @@ fn tokio_tcp_echo_between_memkit_tasks() {
                     memkit_async::spawn(async move {
                         let data: Vec<u8> = (0..LEN).map(|i| (i * 7 + c) as u8).collect();
                         let conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-                        let (mut rd, mut wr) = conn.into_split();
-                        let expected = data.clone();
-                        let writer = memkit_async::spawn(async move {
-                            wr.write_all(&data).await.unwrap();
-                            wr.shutdown().await.unwrap();
-                        });
-                        let mut back = Vec::new();
-                        rd.read_to_end(&mut back).await.unwrap();
-                        writer.await.unwrap();
-                        back == expected
+                        let (rd, wr) = conn.into_split();
+                        comes_back_unchanged(rd, wr, data).await
                     })
                 })
                 .collect();
@@ -613,16 +611,9 @@ fn memkit_tcp_streams_speak_tokio_io() {
             });
             let data: Vec<u8> = (0..LEN).map(|i| (i * 13) as u8).collect();
             let conn = memkit_async::net::TcpStream::connect(addr).await.unwrap();
-            let (mut rd, mut wr) = conn.into_split();
-            let expected = data.clone();
-            let writer = memkit_async::spawn(async move {
-                wr.write_all(&data).await.unwrap();
-                wr.shutdown().await.unwrap();
-            });
-            let mut back = Vec::new();
-            rd.read_to_end(&mut back).await.unwrap();
-            writer.await.unwrap();
-            (server.await.unwrap(), back == expected)
+            let (rd, wr) = conn.into_split();
+            let unchanged = comes_back_unchanged(rd, wr, data).await;
+            (server.await.unwrap(), unchanged)
         });
         assert_eq!(echoed, (LEN as u64, true));
     });

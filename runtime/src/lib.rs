@@ -26,6 +26,8 @@ pub mod memory;
 pub mod net;
 pub mod runtime;
 mod scheduler;
+#[cfg(all(feature = "signal", unix))]
+pub mod signal;
 mod sync;
 pub mod task;
 pub mod time;

@@ -14,6 +14,11 @@
 //! blocking pool started on demand), and one context entry per thread; per poll, nothing.
 //! Without the feature the bridge is an empty type and every call on it compiles away.
 //!
+//! The trap, made visible: a task spawned with `tokio::spawn` runs on the bridge's one thread,
+//! not on memkit's workers. [`RuntimeMetrics::num_bridge_tasks`](crate::runtime::RuntimeMetrics)
+//! counts them, and the first time the bridge thread finds 64 of them alive as it
+//! goes idle or wakes up, a `tracing` warning names the memkit function to use instead.
+//!
 //! Shutdown: once the memkit tasks are gone and the memkit blocking closures that were running
 //! have returned (they may use tokio-based code to the end), the bridge thread is told to stop,
 //! drops the tokio runtime (tasks spawned on it are dropped, its blocking threads waited for
@@ -31,13 +36,18 @@ mod bridge {
     use std::future::Future;
     use std::io;
     use std::pin::Pin;
-    use std::sync::{Arc, Condvar, Mutex};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Condvar, Mutex, OnceLock};
     use std::task::{Context, Poll, Waker};
     use std::thread;
     use std::time::Duration;
 
     /// Name of the thread that drives the tokio runtime, and prefix of its blocking threads.
     const THREAD_NAME: &str = "memkit-tokio";
+
+    /// Tasks alive on the bridge thread from which the runtime warns, once, that work piles up
+    /// there.
+    pub(crate) const PILE_UP: usize = 64;
 
     pub(crate) struct TokioBridge {
         handle: tokio::runtime::Handle,
@@ -69,11 +79,16 @@ mod bridge {
     impl TokioBridge {
         /// Builds the tokio runtime and starts the thread that drives it.
         pub(crate) fn start() -> io::Result<TokioBridge> {
+            let watch = Arc::new(PileUpWatch::default());
+            let (on_park, on_unpark) = (watch.clone(), watch.clone());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .thread_name(format!("{THREAD_NAME}-blk"))
+                .on_thread_park(move || on_park.check())
+                .on_thread_unpark(move || on_unpark.check())
                 .build()?;
             let handle = runtime.handle().clone();
+            let _ = watch.handle.set(handle.clone());
             let stop = Arc::new(Stop::default());
             let thread_stop = stop.clone();
             let driver = thread::Builder::new()
@@ -84,6 +99,11 @@ mod bridge {
                 driver: Mutex::new(Some(driver)),
                 stop,
             })
+        }
+
+        /// Tasks alive on the bridge's tokio runtime (spawned with `tokio::spawn`).
+        pub(crate) fn num_alive_tasks(&self) -> usize {
+            self.handle.metrics().num_alive_tasks()
         }
 
         /// Enters the tokio context on this thread until the guard drops.
@@ -127,6 +147,38 @@ mod bridge {
             // The runtime's shutdown already stopped it; this covers a bridge never started
             // into a runtime (a failed build), without waiting on blocking threads.
             self.shutdown(Some(Duration::ZERO));
+        }
+    }
+
+    /// Warns once when tasks pile up on the bridge thread. Checked by that thread as it parks
+    /// and unparks: one atomic load each time, no timer of its own.
+    #[derive(Default)]
+    struct PileUpWatch {
+        handle: OnceLock<tokio::runtime::Handle>,
+        warned: AtomicBool,
+    }
+
+    impl PileUpWatch {
+        fn check(&self) {
+            if self.warned.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some(handle) = self.handle.get() else {
+                return;
+            };
+            let alive = handle.metrics().num_alive_tasks();
+            if alive >= PILE_UP && !self.warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    alive,
+                    "{alive} tasks are alive on the memkit-tokio bridge thread: tasks spawned \
+                     with `tokio::spawn` inside memkit tasks all run on that one thread, not on \
+                     memkit's workers, and without memkit budgets. Spawn them with \
+                     `memkit_async::spawn` instead; for hyper or axum servers use \
+                     `memkit_async::http::serve` (feature `hyper`) instead of `axum::serve`, and \
+                     `memkit_async::http::MkExecutor` instead of hyper-util's `TokioExecutor`. \
+                     `RuntimeMetrics::num_bridge_tasks` counts them."
+                );
+            }
         }
     }
 

@@ -3,43 +3,14 @@
 //! chunk counting protocol and the arena's unsafe code for undefined behaviour across real
 //! thread interleavings. Standard library only.
 
+mod common;
+
+use common::{block_on, runtime_with_limit, DropCount, CHUNK};
 use memkit_async_runtime::memory::{MkAllocError, MkArena, MkAsyncBox, MkAsyncVec, MkBudget};
+use memkit_async_runtime::spawn_with_budget;
 use memkit_async_runtime::task::yield_now;
-use memkit_async_runtime::{spawn_with_budget, Builder, Runtime};
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-
-const CHUNK: usize = 4096;
-
-fn rt() -> Runtime {
-    Builder::new()
-        .worker_threads(2)
-        .memory_limit(1 << 20)
-        .build()
-        .unwrap()
-}
-
-struct DropCount(Arc<AtomicUsize>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// Polls `f` to completion on this thread, outside any runtime.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
-}
 
 /// A one-slot mailbox: the receiver yields until the value arrives.
 type Mailbox<T> = Arc<Mutex<Option<T>>>;
@@ -55,7 +26,7 @@ async fn receive<T>(mailbox: &Mailbox<T>) -> T {
 
 #[test]
 fn boxes_and_vectors_escape_to_other_tasks_and_threads() {
-    let rt = rt();
+    let rt = runtime_with_limit(2, 1 << 20);
     let mailbox: Mailbox<(MkAsyncBox<[u64; 8]>, usize)> = Arc::default();
     let sent = mailbox.clone();
     let _enter = rt.enter();
@@ -93,7 +64,7 @@ fn boxes_and_vectors_escape_to_other_tasks_and_threads() {
 
 #[test]
 fn a_box_freed_remotely_while_its_owner_keeps_allocating() {
-    let rt = rt();
+    let rt = runtime_with_limit(2, 1 << 20);
     let mailbox: Mailbox<MkAsyncBox<u64>> = Arc::default();
     let back: Mailbox<()> = Arc::default();
     let (sent, done) = (mailbox.clone(), back.clone());
@@ -134,7 +105,7 @@ fn a_box_freed_remotely_while_its_owner_keeps_allocating() {
 
 #[test]
 fn arenas_move_between_tasks_and_threads_and_drop_values_once() {
-    let rt = rt();
+    let rt = runtime_with_limit(2, 1 << 20);
     let drops = Arc::new(AtomicUsize::new(0));
     let budget = rt.memory_budget().child(64 << 10);
     let (b, d) = (budget.clone(), drops.clone());
@@ -171,7 +142,7 @@ fn arenas_move_between_tasks_and_threads_and_drop_values_once() {
 
 #[test]
 fn forget_zero_sized_and_refused_requests() {
-    let rt = rt();
+    let rt = runtime_with_limit(2, 1 << 20);
     let out = rt.block_on(async {
         spawn_with_budget(64 << 10, async {
             let budget = MkBudget::current().unwrap();
@@ -223,7 +194,7 @@ fn forget_zero_sized_and_refused_requests() {
 #[test]
 fn frame_objects_escape_their_frame_and_are_freed_on_another_thread() {
     use memkit_async_runtime::memory::{MkAsyncFrameAlloc, MkAsyncFrameConfig};
-    let rt = rt();
+    let rt = runtime_with_limit(2, 1 << 20);
     let alloc = MkAsyncFrameAlloc::new(MkAsyncFrameConfig {
         arena_size: 64 << 10,
         ..Default::default()

@@ -1,25 +1,15 @@
 //! Small end-to-end scenarios sized to run under Miri (`cargo +nightly miri test`), which
 //! checks the engine's unsafe code for undefined behaviour across real thread interleavings.
 
-use memkit_async_runtime::{Builder, Runtime};
+mod common;
+
+use common::{block_on, runtime, DropCount};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn rt(workers: usize) -> Runtime {
-    Builder::new().worker_threads(workers).build().unwrap()
-}
-
-struct DropCount(Arc<AtomicUsize>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn spawn_join_yield_and_wake_across_workers() {
-    let rt = rt(2);
+    let rt = runtime(2);
     let total = rt.block_on(async {
         let tasks: Vec<_> = (0..8u64)
             .map(|i| {
@@ -41,7 +31,7 @@ fn spawn_join_yield_and_wake_across_workers() {
 #[test]
 fn abort_panic_and_shutdown_drop_each_future_once() {
     let drops = Arc::new(AtomicUsize::new(0));
-    let rt = rt(2);
+    let rt = runtime(2);
     let pending: Vec<_> = (0..4)
         .map(|_| {
             let guard = DropCount(drops.clone());
@@ -61,26 +51,13 @@ fn abort_panic_and_shutdown_drop_each_future_once() {
     // Four pending futures and one detached output, each dropped exactly once.
     assert_eq!(drops.load(Ordering::SeqCst), 5);
     for handle in pending {
-        assert!(futures_lite_block_on(handle).unwrap_err().is_cancelled());
+        assert!(block_on(handle).unwrap_err().is_cancelled());
     }
 }
 
 #[test]
 fn blocking_pool_runs_and_joins() {
-    let rt = rt(1);
+    let rt = runtime(1);
     let v = rt.block_on(rt.spawn_blocking(|| 7)).unwrap();
     assert_eq!(v, 7);
-}
-
-/// Polls a future on this thread without any runtime (the runtime is gone).
-fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::task::{Context, Poll, Waker};
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
 }

@@ -127,13 +127,9 @@ impl Account {
 
     /// Live bytes in the count alone (sharded: without the workers' partial sums, which are
     /// each within `SPILL` of zero).
+    #[cfg(test)]
     pub(crate) fn live_central(&self) -> i64 {
         bytes_of(self.count.load(Acquire))
-    }
-
-    /// The largest partial-sum error of `live_central` for a sharded account.
-    pub(crate) fn shard_slack(&self) -> u64 {
-        self.shards.len() as u64 * SPILL as u64
     }
 
     /// Records `level` live bytes as seen, for the peak.
@@ -142,6 +138,7 @@ impl Account {
     }
 
     /// Owners and child accounts holding this one.
+    #[cfg(test)]
     pub(crate) fn holders(&self) -> u64 {
         let count = self.count.load(Acquire);
         count.wrapping_sub(bytes_of(count) as u64) / HOLD
@@ -149,10 +146,6 @@ impl Account {
 
     pub(crate) fn peak(&self) -> u64 {
         self.peak.load(Relaxed)
-    }
-
-    pub(crate) fn parent(&self) -> *const Account {
-        self.parent
     }
 
     /// Adds `bytes` to this level if the level stays at or below `limit` (the shards' partial

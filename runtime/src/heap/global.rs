@@ -12,7 +12,7 @@
 //! `outer` raises the alignment to at least 8; the trailer holds the tag `charge` returned for
 //! `outer(layout).size()` bytes, credited exactly once when the block is freed or moved.
 
-use super::local::{with_local, Local, EXEMPT, UNATTRIBUTED};
+use super::local::{with_local, Local, UNATTRIBUTED};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};

@@ -292,12 +292,6 @@ pub(crate) fn unattributed_bytes() -> i64 {
     UNATTRIBUTED_BYTES.load(Relaxed)
 }
 
-/// Publishes what the calling thread holds back (outside scopes: its unattributed bytes), so
-/// that counts read next are exact for this thread.
-pub(crate) fn flush_thread() {
-    let _ = with_local(flush_state);
-}
-
 /// Publishes everything `local` holds back, its unattributed bytes included.
 pub(crate) fn flush_state(local: &Local) {
     local.flush();

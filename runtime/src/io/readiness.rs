@@ -334,7 +334,28 @@ impl Readiness {
     /// Forgets the readiness `event` reported, unless a newer event arrived since. Closed states
     /// stay: they are final. An error goes too: the operation that saw it consumed it.
     pub(crate) fn clear(&self, event: ReadyEvent) {
-        let clear = event.ready & (READABLE | WRITABLE | ERROR);
+        self.clear_bits(event, event.ready & (READABLE | WRITABLE | ERROR));
+    }
+
+    /// After an operation in `dir` that moved fewer bytes than it asked for: the kernel's buffer
+    /// was drained (read) or filled (write) by it, so the next try would only report
+    /// `WouldBlock`. Forgets the plain readiness `event` reported, unless a newer event arrived
+    /// since, saving that syscall; the next event sets it again. An event that carried an error
+    /// is kept: the socket still holds the error for the next operation.
+    pub(crate) fn clear_drained(&self, event: ReadyEvent, dir: Direction) {
+        if event.ready & ERROR == 0 {
+            let plain = match dir {
+                Direction::Read => READABLE,
+                Direction::Write => WRITABLE,
+            };
+            self.clear_bits(event, event.ready & plain);
+        }
+    }
+
+    fn clear_bits(&self, event: ReadyEvent, clear: usize) {
+        if clear == 0 {
+            return;
+        }
         let _ = self
             .word
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
@@ -490,6 +511,46 @@ mod tests {
             panic!("closed is read readiness")
         };
         io.clear(closed);
+        assert!(io.ready_now(Direction::Read).is_some());
+    }
+
+    #[test]
+    fn a_drained_transfer_clears_only_its_plain_readiness_and_only_if_nothing_newer_came() {
+        let io = Readiness::new();
+        fire(&io, READABLE | WRITABLE);
+        let Some(Ok(read)) = io.ready_now(Direction::Read) else {
+            panic!("readable after the event")
+        };
+        io.clear_drained(read, Direction::Read);
+        assert!(
+            io.ready_now(Direction::Read).is_none(),
+            "the next read waits"
+        );
+        assert!(
+            io.ready_now(Direction::Write).is_some(),
+            "writing is not affected"
+        );
+        // An event after the look is kept: its data arrived after the short read.
+        fire(&io, READABLE);
+        let Some(Ok(stale)) = io.ready_now(Direction::Read) else {
+            panic!("readable again")
+        };
+        fire(&io, READABLE);
+        io.clear_drained(stale, Direction::Read);
+        assert!(io.ready_now(Direction::Read).is_some());
+        // An event that carried an error keeps it (and the readiness) for the next operation.
+        fire(&io, ERROR | READABLE | WRITABLE);
+        let Some(Ok(failed)) = io.ready_now(Direction::Write) else {
+            panic!("writable after the error")
+        };
+        io.clear_drained(failed, Direction::Write);
+        assert!(io.ready_now(Direction::Write).is_some());
+        // End of stream is final.
+        fire(&io, READ_CLOSED | READABLE);
+        let Some(Ok(closed)) = io.ready_now(Direction::Read) else {
+            panic!("readable at end of stream")
+        };
+        io.clear_drained(closed, Direction::Read);
         assert!(io.ready_now(Direction::Read).is_some());
     }
 

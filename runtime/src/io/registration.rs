@@ -90,6 +90,37 @@ impl<E: Source> PollEvented<E> {
         }
     }
 
+    /// [`poll_io`](Self::poll_io) for an operation that moves up to `len` bytes and returns how
+    /// many it moved. A transfer cut short (`0 < n < len`) drained the socket's receive buffer
+    /// or filled its send buffer, so the readiness it used is cleared at once: the next call
+    /// waits for the next event instead of first paying a syscall for `WouldBlock`.
+    pub(crate) fn poll_transfer(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        len: usize,
+        mut op: impl FnMut(&E) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let event = match self.readiness.poll_ready(cx, dir, WaitSlot::Shared) {
+                Poll::Ready(Ok(event)) => event,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            };
+            match op(&self.io) {
+                Ok(n) => {
+                    if n > 0 && n < len {
+                        self.readiness.clear_drained(event, dir);
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readiness.clear(event),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
     /// Runs `op` once if the source looks ready in `dir`; `WouldBlock` otherwise.
     pub(crate) fn try_io<R>(
         &self,

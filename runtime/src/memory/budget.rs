@@ -5,9 +5,7 @@
 //! FIFO of the requests blocked on it: a release serves the head first, so a large request is
 //! never overtaken by later small ones.
 //!
-//! Unsafe code: `into_raw`/`clone_from_raw`/`drop_raw` move one `Arc` reference into a task
-//! header and back; the header owns exactly one reference from `into_raw` until it drops.
-//! Credits to the budget's account are of bytes charged to that level, while the budget holds
+//! Unsafe code: credits to the budget's account are of bytes charged to that level, while the budget holds
 //! it (heap/account.rs).
 
 use super::guard::MkBudgetGuard;
@@ -388,34 +386,6 @@ impl MkBudget {
             limit: self.limit(),
             used: self.used(),
         }
-    }
-
-    /// Leaks one reference into a raw pointer (stored in a task header).
-    pub(crate) fn into_raw(self) -> *const () {
-        Arc::into_raw(self.inner).cast()
-    }
-
-    /// A new reference from a pointer made by `into_raw` that is still owned elsewhere.
-    ///
-    /// # Safety
-    /// `ptr` came from `into_raw` and its reference has not been given back.
-    pub(crate) unsafe fn clone_from_raw(ptr: *const ()) -> MkBudget {
-        // SAFETY: caller contract; the count is raised before the new `Arc` is made.
-        unsafe {
-            Arc::increment_strong_count(ptr.cast::<Inner>());
-            MkBudget {
-                inner: Arc::from_raw(ptr.cast::<Inner>()),
-            }
-        }
-    }
-
-    /// Gives back the reference leaked by `into_raw`.
-    ///
-    /// # Safety
-    /// `ptr` came from `into_raw` and is given back once.
-    pub(crate) unsafe fn drop_raw(ptr: *const ()) {
-        // SAFETY: caller contract.
-        drop(unsafe { Arc::from_raw(ptr.cast::<Inner>()) });
     }
 
     pub(crate) fn same(&self, other: &MkBudget) -> bool {

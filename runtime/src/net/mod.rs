@@ -4,7 +4,9 @@
 //! created in (creating one outside a runtime is an error). They implement
 //! `futures_io::{AsyncRead, AsyncWrite}`, so the `futures` crate's extension traits
 //! (`AsyncReadExt::read`, `AsyncWriteExt::write_all`, ...) work on them; with the `tokio`
-//! feature, `TcpStream` and its owned halves also implement tokio's `AsyncRead`/`AsyncWrite`.
+//! feature, `TcpStream` and its owned halves also implement tokio's `AsyncRead`/`AsyncWrite`,
+//! and with the `hyper` feature hyper's `hyper::rt::Read`/`Write` (reading straight into
+//! hyper's buffer).
 //!
 //! Errors are reported, never hidden: a peer that resets the connection gives
 //! `ConnectionReset`, writing to a peer that went away gives `BrokenPipe` or `ConnectionReset`
@@ -33,6 +35,8 @@
 //! # });
 //! ```
 
+#[cfg(feature = "hyper")]
+mod hyper_io;
 mod split;
 mod tcp_listener;
 mod tcp_stream;

@@ -81,6 +81,11 @@ impl OwnedReadHalf {
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.try_read(buf)
     }
+
+    #[cfg(feature = "hyper")]
+    pub(super) fn stream(&self) -> &TcpStream {
+        &self.inner
+    }
 }
 
 impl OwnedWriteHalf {
@@ -102,6 +107,11 @@ impl OwnedWriteHalf {
     /// Writes without waiting; see [`TcpStream::try_write`].
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         self.inner.try_write(buf)
+    }
+
+    #[cfg(feature = "hyper")]
+    pub(super) fn stream(&self) -> &TcpStream {
+        &self.inner
     }
 }
 

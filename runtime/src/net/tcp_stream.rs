@@ -1,4 +1,7 @@
 //! `TcpStream`: a TCP connection.
+//!
+//! Unsafe code: only `poll_read_uninit` (feature `hyper`), which lets `recv` write into
+//! uninitialized memory; its invariant is that a socket read never reads its buffer.
 
 use super::{each_addr, OwnedReadHalf, OwnedWriteHalf};
 use crate::io::{Direction, PollEvented};
@@ -160,7 +163,26 @@ impl TcpStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.io.poll_io(cx, Direction::Read, |s| (&*s).read(buf))
+        self.io
+            .poll_transfer(cx, Direction::Read, buf.len().min(MAX_RW), |s| {
+                (&*s).read(buf)
+            })
+    }
+
+    /// Reads into memory that may be uninitialized, without zeroing it first.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn poll_read_uninit(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        let len = buf.len().min(MAX_RW);
+        // SAFETY: `recv` only writes into the buffer, never reads it, and `read` on a socket is
+        // `recv`; the bytes it reports as read are initialized by it, and only those are exposed
+        // by the caller. No `&[u8]` view of the unwritten part is ever read.
+        let buf = unsafe { &mut *(buf as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
+        self.io
+            .poll_transfer(cx, Direction::Read, len, |s| (&*s).read(buf))
     }
 
     pub(crate) fn poll_write_priv(
@@ -168,7 +190,10 @@ impl TcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.io.poll_io(cx, Direction::Write, |s| (&*s).write(buf))
+        self.io
+            .poll_transfer(cx, Direction::Write, buf.len().min(MAX_RW), |s| {
+                (&*s).write(buf)
+            })
     }
 
     pub(crate) fn poll_write_vectored_priv(
@@ -176,8 +201,9 @@ impl TcpStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        let len = vectored_len(bufs);
         self.io
-            .poll_io(cx, Direction::Write, |s| (&*s).write_vectored(bufs))
+            .poll_transfer(cx, Direction::Write, len, |s| (&*s).write_vectored(bufs))
     }
 
     /// The write-side close of `AsyncWrite::poll_close`: a half-close. A peer that is already
@@ -188,6 +214,21 @@ impl TcpStream {
             res => res,
         }
     }
+}
+
+/// The most one `read`/`write` moves on Linux, whatever the buffer's size.
+const MAX_RW: usize = 0x7fff_f000;
+
+/// The most one `writev` can move: the kernel takes at most `IOV_MAX` (1024 on Linux, the
+/// smallest common value) slices and 2 GiB less a page per call. A shorter write than this
+/// means the send buffer is full; a shorter one than the slices' total may only mean a cap.
+fn vectored_len(bufs: &[IoSlice<'_>]) -> usize {
+    const IOV_MAX: usize = 1024;
+    bufs.iter()
+        .take(IOV_MAX)
+        .map(|b| b.len())
+        .sum::<usize>()
+        .min(MAX_RW)
 }
 
 /// `futures-io` for the stream and for `&TcpStream` (reads and writes need only `&self`).

@@ -215,6 +215,16 @@ impl RuntimeMetrics {
         self.shared.held.stalls()
     }
 
+    /// Tasks alive on the `tokio` bridge's one thread (feature `tokio`): those spawned with
+    /// `tokio::spawn` from memkit tasks (`axum::serve`'s connections, hyper-util's
+    /// `TokioExecutor`'s, ...). They run on that thread alone, not on the workers, and outside
+    /// memkit's budgets; past 64 of them the runtime logs a `tracing` warning once. Spawn such
+    /// work with [`spawn`](crate::spawn) instead.
+    #[cfg(feature = "tokio")]
+    pub fn num_bridge_tasks(&self) -> usize {
+        self.shared.tokio.num_alive_tasks()
+    }
+
     /// Tasks spawned with [`reserve`](crate::task::Builder::reserve) still waiting for
     /// admission (never polled yet).
     pub fn tasks_awaiting_admission(&self) -> usize {

@@ -94,7 +94,7 @@ impl Runtime {
     }
 
     /// Drives `future` to completion on the calling thread while the workers run spawned
-    /// tasks. Inside the future, [`spawn`](crate::spawn) and [`Handle::current`] use this
+    /// tasks. Inside the future, [`spawn`] and [`Handle::current`] use this
     /// runtime.
     ///
     /// # Panics
@@ -107,7 +107,7 @@ impl Runtime {
         self.handle.block_on(future)
     }
 
-    /// Makes this runtime the thread's context (for [`spawn`](crate::spawn) and
+    /// Makes this runtime the thread's context (for [`spawn`] and
     /// [`Handle::current`]) until the guard drops.
     ///
     /// ```

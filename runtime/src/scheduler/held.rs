@@ -14,6 +14,7 @@
 //!   none has), so memory pressure alone never deadlocks;
 //! - its `Timeout` ran out (it is then cancelled with a memory-exceeded error), or it was
 //!   aborted.
+//!
 //! Workers look at the queue after polls and before sleeping, and a sleeping worker wakes at
 //! least every `RECHECK` while tasks are held, since memory freed by threads outside the
 //! runtime reaches no worker.

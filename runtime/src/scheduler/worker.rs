@@ -195,9 +195,15 @@ impl Core {
             });
             m.parked.store(false, std::sync::atomic::Ordering::SeqCst);
             shared.idle.unregister_sleeper(self.index);
-            self.searching.set(true);
-            // Woken tasks go to this worker's own queue.
+            // Woken tasks go to this worker's own queue, and this worker runs them: it stops
+            // searching without waking another for the one task an I/O event usually brings
+            // (a second woken task displaced from the LIFO slot has notified already). Only
+            // if it was the last searcher and work is queued does it hand the search on.
             shared.driver.dispatch(&mut poller);
+            if shared.idle.transition_from_searching() && shared.has_queued_work() {
+                shared.notify_parked();
+            }
+            self.searching.set(false);
             return;
         }
         loop {

@@ -1,11 +1,8 @@
 //! A message type for the channel tests: counts as a chosen number of bytes and counts its
 //! drops.
-#![allow(dead_code)]
 
-use crate::common::{Counter, DropCount};
+use super::{Counter, DropCount};
 use memkit_async::MkByteSize;
-
-pub const KIB: usize = 1024;
 
 /// A message of `bytes` bytes (as the channel counts it) that counts its drops.
 pub struct Msg {
