@@ -38,6 +38,7 @@ pub use semaphore::{
 pub use task_local::{MkTaskLocal, MkTaskLocalError, MkTaskLocalFuture};
 
 pub use memkit_async_macros::{main, test};
+pub use memkit_async_runtime::heap::MkGlobalAlloc;
 pub use memkit_async_runtime::memory::{
     MkAllocError, MkArena, MkArenaTask, MkAsyncBox, MkAsyncCache, MkAsyncFrameAlloc,
     MkAsyncFrameConfig, MkAsyncFrameGuard, MkAsyncVec, MkBackpressure, MkBudget, MkBudgetGuard,
@@ -46,6 +47,6 @@ pub use memkit_async_runtime::memory::{
 #[cfg(all(feature = "signal", unix))]
 pub use memkit_async_runtime::signal;
 pub use memkit_async_runtime::{
-    memory, net, runtime, spawn, spawn_blocking, spawn_with_budget, task, time, Builder, Handle,
-    JoinError, JoinHandle, Runtime,
+    heap, memory, net, runtime, spawn, spawn_blocking, spawn_with_budget, task, time, Builder,
+    Handle, JoinError, JoinHandle, Runtime,
 };

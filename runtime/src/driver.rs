@@ -67,17 +67,22 @@ impl Driver {
     }
 
     /// Worker `index`, registered as a sleeper, blocks until the next timer, I/O event or
-    /// wake-up, unless `still_sleeping` says it was woken already (then it only polls).
+    /// wake-up (or for at most `cap`), unless `still_sleeping` says it was woken already (then
+    /// it only polls).
     /// The caller then leaves the sleeper list and calls [`dispatch`](Self::dispatch).
     pub(crate) fn park(
         &self,
         poller: &mut Poller,
         index: usize,
+        cap: Option<Duration>,
         still_sleeping: impl FnOnce() -> bool,
     ) {
         self.holder.store(index, SeqCst);
         let timeout = if still_sleeping() {
-            self.time.sleep_timeout()
+            match (self.time.sleep_timeout(), cap) {
+                (Some(t), Some(c)) => Some(t.min(c)),
+                (t, c) => t.or(c),
+            }
         } else {
             Some(Duration::ZERO)
         };

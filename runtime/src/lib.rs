@@ -20,6 +20,7 @@
 mod blocking;
 mod context;
 mod driver;
+pub mod heap;
 mod io;
 pub mod memory;
 pub mod net;

@@ -107,15 +107,17 @@ impl BlockingPool {
         R: Send + 'static,
     {
         let scheduler = BlockingSchedule(handle.clone());
-        let (task, notified, join) = task::new_task(
-            BlockingTask(Some(f)),
-            scheduler,
-            task::Id::next(),
-            task::current_budget(),
-        );
+        // Charged to the spawner's budget, heap memory included.
+        let budget = task::current_budget();
+        let memory = task::TaskMemory::needed(&budget, &None)
+            .then(|| Box::new(task::TaskMemory::new(budget, handle.memory_budget(), None)));
+        let (task, notified, join) =
+            task::new_task(BlockingTask(Some(f)), scheduler, task::Id::next(), memory);
         // Blocking tasks are in no owned list: a queued one is cancelled by `shutdown`, a
         // running one is waited for.
         drop(task);
+        // The queue and its threads are the runtime's memory, not the spawning task's.
+        let _engine = crate::heap::engine();
         self.push(handle, notified);
         join
     }

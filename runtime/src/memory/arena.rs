@@ -15,6 +15,7 @@ use super::chunk::Chunk;
 use super::chunk_pool::{chunk_size_for, ChunkMem, ChunkPool, CHUNK_ALIGN, MAX_CLASS, MIN_CLASS};
 use super::{MkAllocError, MkBudget, MkBudgetGuard};
 use crate::context;
+use crate::heap::Account;
 use crate::runtime::Handle;
 use std::alloc::Layout;
 use std::cell::Cell;
@@ -43,6 +44,8 @@ pub(crate) struct Arena {
     installed: Cell<usize>,
     budget: MkBudget,
     pool: Arc<ChunkPool>,
+    /// A task arena's heap account, which its chunks are also counted on.
+    task_account: Option<NonNull<Account>>,
 }
 
 // SAFETY: an arena exclusively owns its chunk pointers; moving it to another thread moves that
@@ -68,7 +71,19 @@ impl Arena {
             installed: Cell::new(0),
             budget,
             pool,
+            task_account: None,
         })
+    }
+
+    /// A task's arena: its chunks also count on the task's account (per-task figures).
+    fn for_task(
+        budget: MkBudget,
+        pool: Arc<ChunkPool>,
+        account: Option<NonNull<Account>>,
+    ) -> Box<Arena> {
+        let mut arena = Arena::new(budget, pool, Mode::Counted);
+        arena.task_account = account;
+        arena
     }
 
     #[inline(always)]
@@ -149,6 +164,14 @@ impl Arena {
             requested: layout.size(),
         };
         let smallest = chunk_size_for(layout.size()).ok_or(overflow.clone())?;
+        if smallest as u64 > crate::heap::MAX_BYTES {
+            // More than any machine has: refused as the system would (after the budget's own
+            // verdict), before any budget is charged for it.
+            self.budget.check_fits_ever(smallest)?;
+            return Err(MkAllocError::SystemOutOfMemory {
+                requested: smallest,
+            });
+        }
         let grown = chunk_size_for(layout.size().max(self.next_size.get())).ok_or(overflow)?;
         Ok((grown, smallest))
     }
@@ -180,7 +203,12 @@ impl Arena {
 
     /// Makes `mem` (charged by `charge`) the current chunk; the previous one is let go of
     /// (`Owned` arenas keep it until they drop).
-    pub(crate) fn install(&self, mem: ChunkMem, charge: MkBudgetGuard) -> Retired {
+    pub(crate) fn install(&self, mem: ChunkMem, mut charge: MkBudgetGuard) -> Retired {
+        if let Some(account) = self.task_account {
+            // SAFETY: the task's memory record holds its account for as long as the task's
+            // arena exists (the arena is dropped when the task completes, before the record).
+            unsafe { charge.count_on_task(account) };
+        }
         let size = mem.size();
         self.installed.set(self.installed.get() + size);
         let chunk = Chunk::new(mem, self.pool.clone(), charge, self.id());
@@ -304,10 +332,11 @@ pub(crate) fn with_task_arena<R>(
 fn create_task_arena(header: &crate::task::Header) -> Result<*mut Arena, MkAllocError> {
     let handle = Handle::try_current().map_err(|_| MkAllocError::NoTask)?;
     let budget = crate::task::budget_of(header).unwrap_or_else(|| handle.memory_budget().clone());
-    Ok(Box::into_raw(Arena::new(
+    let account = header.memory().and_then(|m| m.account_ptr());
+    Ok(Box::into_raw(Arena::for_task(
         budget,
         handle.shared.pool.clone(),
-        Mode::Counted,
+        account,
     )))
 }
 

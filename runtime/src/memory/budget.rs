@@ -5,12 +5,13 @@
 //! FIFO of the requests blocked on it: a release serves the head first, so a large request is
 //! never overtaken by later small ones.
 //!
-//! Unsafe code: `into_raw`/`clone_from_raw`/`drop_raw` move one `Arc` reference into a task
-//! header and back; the header owns exactly one reference from `into_raw` until it drops.
+//! Unsafe code: credits to the budget's account are of bytes charged to that level, while the budget holds
+//! it (heap/account.rs).
 
 use super::guard::MkBudgetGuard;
 use super::wait::{Acquire, Waiter};
 use super::{MkAllocError, MkBackpressure, MkEvictable};
+use crate::heap::{Account, AccountRef};
 use crate::sync::{lock, AtomicUsize, Mutex, Ordering::SeqCst};
 use std::collections::VecDeque;
 use std::fmt;
@@ -40,13 +41,18 @@ pub struct MkBudget {
 
 pub(super) struct Inner {
     limit: usize,
-    used: AtomicUsize,
-    peak: AtomicUsize,
+    /// Bytes charged to this budget (guards and, with `MkGlobalAlloc`, heap bytes of its tasks),
+    /// and their peak; it outlives the budget while memory charged to it is alive.
+    account: AccountRef,
     policy: Mutex<MkBackpressure>,
     parent: Option<MkBudget>,
     /// Requests blocked on this budget, oldest first (wait_queue.rs).
     pub(super) waiters: Mutex<VecDeque<Arc<Waiter>>>,
     pub(super) num_waiting: AtomicUsize,
+    /// Live tasks charged to this budget or a descendant, and those of them held back for
+    /// memory by the scheduler (counted with `MkGlobalAlloc` installed).
+    tasks: AtomicUsize,
+    held: AtomicUsize,
     /// Consumers `Evict` may ask for memory (evict.rs).
     pub(super) evictables: Mutex<Vec<Weak<dyn MkEvictable>>>,
 }
@@ -80,15 +86,32 @@ impl MkBudget {
     }
 
     fn with_parent(limit: usize, policy: MkBackpressure, parent: Option<MkBudget>) -> MkBudget {
+        MkBudget::with_account(limit, policy, parent, 0)
+    }
+
+    /// A root budget whose heap bytes are summed per worker (a runtime's memory limit), so the
+    /// runtime's workers never write one shared counter at the end of every poll.
+    pub(crate) fn runtime_root(limit: usize, policy: MkBackpressure, workers: usize) -> MkBudget {
+        MkBudget::with_account(limit, policy, None, workers)
+    }
+
+    fn with_account(
+        limit: usize,
+        policy: MkBackpressure,
+        parent: Option<MkBudget>,
+        shards: usize,
+    ) -> MkBudget {
+        let account = Account::create(parent.as_ref().map(|p| &p.inner.account), shards);
         MkBudget {
             inner: Arc::new(Inner {
                 limit,
-                used: AtomicUsize::new(0),
-                peak: AtomicUsize::new(0),
+                account,
                 policy: Mutex::new(policy),
                 parent,
                 waiters: Mutex::new(VecDeque::new()),
                 num_waiting: AtomicUsize::new(0),
+                tasks: AtomicUsize::new(0),
+                held: AtomicUsize::new(0),
                 evictables: Mutex::new(Vec::new()),
             }),
         }
@@ -116,19 +139,102 @@ impl MkBudget {
         self.inner.limit
     }
 
-    /// Bytes currently charged to this budget (its descendants included).
+    /// Bytes currently charged to this budget (its descendants included): memory taken
+    /// through memkit's containers and, with [`MkGlobalAlloc`](crate::heap::MkGlobalAlloc)
+    /// installed, the heap memory its tasks allocated and have not freed. A task's heap bytes
+    /// are published when its poll ends (or every 64 KiB), so a read during a poll may lag.
     pub fn used(&self) -> usize {
-        self.inner.used.load(SeqCst)
+        self.inner.account.account().live().max(0) as usize
+    }
+
+    /// `used()` read with a read-modify-write (loom models: the latest value, never an older
+    /// one a plain load may still return).
+    #[cfg(all(test, loom))]
+    pub(crate) fn used_latest(&self) -> usize {
+        self.inner.account.account().live_latest().max(0) as usize
     }
 
     /// The highest `used()` seen so far.
     pub fn peak(&self) -> usize {
-        self.inner.peak.load(SeqCst)
+        self.inner.account.account().peak() as usize
+    }
+
+    /// The account this budget's bytes are charged to.
+    pub(crate) fn account(&self) -> &AccountRef {
+        &self.inner.account
     }
 
     /// Requests queued on this budget, waiting for bytes to be released.
     pub fn waiting(&self) -> usize {
         self.inner.num_waiting.load(SeqCst)
+    }
+
+    /// Tasks charged to this budget (or a child) that the scheduler holds back because the
+    /// budget, under `Wait` or `Timeout`, is over its limit: not yet started (admission) or
+    /// parked after a poll that grew them. Counted with
+    /// [`MkGlobalAlloc`](crate::heap::MkGlobalAlloc) installed.
+    pub fn parked(&self) -> usize {
+        self.inner.held.load(SeqCst)
+    }
+
+    /// Live tasks charged to this budget or a child (counted with `MkGlobalAlloc` installed).
+    pub(crate) fn tasks(&self) -> usize {
+        self.inner.tasks.load(SeqCst)
+    }
+
+    /// Adds `delta` live tasks to this budget and every ancestor.
+    pub(crate) fn count_task(&self, delta: isize) {
+        for b in self.ancestors() {
+            b.inner.tasks.fetch_add(delta as usize, SeqCst);
+        }
+    }
+
+    /// Adds `delta` held tasks to this budget and every ancestor.
+    pub(crate) fn count_held(&self, delta: isize) {
+        for b in self.ancestors() {
+            b.inner.held.fetch_add(delta as usize, SeqCst);
+        }
+    }
+
+    /// The lowest budget from this one up whose bytes are over its limit.
+    pub(crate) fn over_limit_on_chain(&self) -> Option<MkBudget> {
+        self.ancestors()
+            .find(|b| b.limit() != usize::MAX && b.used() > b.limit())
+            .cloned()
+    }
+
+    /// The lowest `Wait` or `Timeout` budget from this one up that is at or over its limit:
+    /// what holds back a task that has not started.
+    pub(crate) fn waiting_budget_at_limit(&self) -> Option<MkBudget> {
+        self.ancestors()
+            .find(|b| b.holds_tasks() && b.used() >= b.limit())
+            .cloned()
+    }
+
+    /// The lowest `Wait` or `Timeout` budget from this one up that is over its limit: what
+    /// holds back a task whose last poll grew it.
+    pub(crate) fn waiting_budget_over_limit(&self) -> Option<MkBudget> {
+        self.ancestors()
+            .find(|b| b.holds_tasks() && b.used() > b.limit())
+            .cloned()
+    }
+
+    /// No `Wait` or `Timeout` budget from this one up is at or above its resume mark (1/16
+    /// below its limit): a task held before it started may start. The margin keeps tasks from
+    /// starting at every byte released.
+    pub(crate) fn has_room_to_start(&self) -> bool {
+        !self
+            .ancestors()
+            .any(|b| b.holds_tasks() && b.used() >= b.limit() - b.limit() / 16)
+    }
+
+    /// A finite budget whose policy waits: the scheduler holds its tasks back when it is full.
+    fn holds_tasks(&self) -> bool {
+        self.limit() != usize::MAX
+            && matches!(
+                self.policy(),
+                MkBackpressure::Wait | MkBackpressure::Timeout(_)
+            )
     }
 
     /// The budget this one is charged into.
@@ -183,6 +289,7 @@ impl MkBudget {
         MkBudgetGuard {
             budget: self.clone(),
             bytes,
+            task: None,
         }
     }
 
@@ -249,22 +356,16 @@ impl MkBudget {
         }
         for (depth, b) in self.ancestors().enumerate() {
             let level = reached.get(depth).copied().unwrap_or_else(|| b.used());
-            b.inner.peak.fetch_max(level, SeqCst);
+            b.inner.account.account().raise_peak(level as u64);
         }
         Ok(())
     }
 
     /// Adds `bytes` to this level if they fit; the new level.
     fn try_charge_local(&self, bytes: usize) -> Option<usize> {
-        let inner = &*self.inner;
-        let mut used = inner.used.load(SeqCst);
-        loop {
-            let next = used.checked_add(bytes).filter(|&n| n <= inner.limit)?;
-            match inner.used.compare_exchange_weak(used, next, SeqCst, SeqCst) {
-                Ok(_) => return Some(next),
-                Err(actual) => used = actual,
-            }
-        }
+        let limit = self.inner.limit as u64;
+        let level = self.inner.account.account().try_charge(bytes as u64, limit);
+        level.ok().map(|l| l as usize)
     }
 
     /// Returns `bytes` to this budget and every ancestor, then serves queued requests from this
@@ -275,7 +376,8 @@ impl MkBudget {
     }
 
     fn uncharge_local(&self, bytes: usize) {
-        self.inner.used.fetch_sub(bytes, SeqCst);
+        // SAFETY: the budget holds its account, and the bytes were charged to this level.
+        unsafe { Account::apply(self.inner.account.as_ptr(), -(bytes as i64), None) };
     }
 
     pub(crate) fn capacity_reached(&self, requested: usize) -> MkAllocError {
@@ -284,34 +386,6 @@ impl MkBudget {
             limit: self.limit(),
             used: self.used(),
         }
-    }
-
-    /// Leaks one reference into a raw pointer (stored in a task header).
-    pub(crate) fn into_raw(self) -> *const () {
-        Arc::into_raw(self.inner).cast()
-    }
-
-    /// A new reference from a pointer made by `into_raw` that is still owned elsewhere.
-    ///
-    /// # Safety
-    /// `ptr` came from `into_raw` and its reference has not been given back.
-    pub(crate) unsafe fn clone_from_raw(ptr: *const ()) -> MkBudget {
-        // SAFETY: caller contract; the count is raised before the new `Arc` is made.
-        unsafe {
-            Arc::increment_strong_count(ptr.cast::<Inner>());
-            MkBudget {
-                inner: Arc::from_raw(ptr.cast::<Inner>()),
-            }
-        }
-    }
-
-    /// Gives back the reference leaked by `into_raw`.
-    ///
-    /// # Safety
-    /// `ptr` came from `into_raw` and is given back once.
-    pub(crate) unsafe fn drop_raw(ptr: *const ()) {
-        // SAFETY: caller contract.
-        drop(unsafe { Arc::from_raw(ptr.cast::<Inner>()) });
     }
 
     pub(crate) fn same(&self, other: &MkBudget) -> bool {

@@ -114,6 +114,8 @@ impl ChunkPool {
         }
         let layout = Layout::from_size_align(size, CHUNK_ALIGN)
             .map_err(|_| MkAllocError::SystemOutOfMemory { requested: size })?;
+        // Counted by the arena's budget guard, not again as heap memory.
+        let _exempt = crate::heap::exempt();
         // SAFETY: `size` is never zero (at least `MIN_CLASS`).
         let ptr = unsafe { alloc::alloc(layout) };
         let ptr = NonNull::new(ptr).ok_or(MkAllocError::SystemOutOfMemory { requested: size })?;

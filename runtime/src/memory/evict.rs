@@ -68,6 +68,34 @@ impl MkBudget {
     }
 }
 
+impl MkBudget {
+    /// Heap enforcement under `Evict`: asks the consumers registered on the budgets from
+    /// `from` up to this one (which is over its limit) to release memory until it is back
+    /// under its limit; `false` if it is still over when nobody frees anything more.
+    pub(crate) fn evict_to_limit(&self, from: &MkBudget) -> bool {
+        loop {
+            let over = self.used().saturating_sub(self.limit());
+            if over == 0 {
+                return true;
+            }
+            let consumers: Vec<Arc<dyn MkEvictable>> = from
+                .ancestors()
+                .take_while_inclusive(self)
+                .flat_map(|b| {
+                    lock(&b.inner.evictables)
+                        .iter()
+                        .filter_map(Weak::upgrade)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let freed: usize = consumers.iter().map(|c| c.evict(over)).sum();
+            if freed == 0 {
+                return self.used() <= self.limit();
+            }
+        }
+    }
+}
+
 /// `take_while` that also yields the budget it stops at.
 trait TakeWhileInclusive<'a>: Iterator<Item = &'a MkBudget> + Sized {
     fn take_while_inclusive(self, last: &'a MkBudget) -> impl Iterator<Item = &'a MkBudget> {

@@ -1,7 +1,13 @@
 //! `MkBudgetGuard`: bytes held from a budget.
+//!
+//! Unsafe code: a guard that also counts its bytes on a task's account (`count_on_task`)
+//! credits them there when it drops; those bytes keep the account alive until then
+//! (heap/account.rs).
 
 use super::budget::MkBudget;
+use crate::heap::Account;
 use std::fmt;
+use std::ptr::NonNull;
 
 /// Bytes held from a budget; dropping the guard releases them (and serves waiting requests).
 ///
@@ -11,7 +17,16 @@ use std::fmt;
 pub struct MkBudgetGuard {
     pub(super) budget: MkBudget,
     pub(super) bytes: usize,
+    /// A task account the bytes are also counted on (a task arena's chunks), for per-task
+    /// figures; the budget chain is charged once, through `budget`.
+    pub(super) task: Option<NonNull<Account>>,
 }
+
+// SAFETY: the task account pointer is only used to credit it, which is thread-safe; the rest
+// is `Send + Sync`.
+unsafe impl Send for MkBudgetGuard {}
+// SAFETY: as above; `&self` never touches the account.
+unsafe impl Sync for MkBudgetGuard {}
 
 impl MkBudgetGuard {
     /// Bytes held.
@@ -23,12 +38,28 @@ impl MkBudgetGuard {
     pub fn budget(&self) -> &MkBudget {
         &self.budget
     }
+
+    /// Counts the bytes on `task` too (at its level only) until the guard drops.
+    ///
+    /// # Safety
+    /// `task` is alive now (its owner holds it).
+    pub(crate) unsafe fn count_on_task(&mut self, task: NonNull<Account>) {
+        if self.task.is_none() && self.bytes > 0 {
+            // SAFETY: caller contract; the bytes now keep the account alive until credited.
+            unsafe { Account::apply(task, self.bytes as i64, None) };
+            self.task = Some(task);
+        }
+    }
 }
 
 impl Drop for MkBudgetGuard {
     fn drop(&mut self) {
         if self.bytes > 0 {
             self.budget.release(self.bytes);
+        }
+        if let Some(task) = self.task.take() {
+            // SAFETY: counted in `count_on_task`, which these bytes kept alive.
+            unsafe { Account::apply(task, -(self.bytes as i64), None) };
         }
     }
 }

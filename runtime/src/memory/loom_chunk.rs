@@ -118,8 +118,12 @@ impl Harness {
     /// If every chunk is destroyed (its bytes released after its memory went back to the
     /// pool), reads every slot's memory, as the pool's next user may. (A read, not a write:
     /// several threads may see the chunk destroyed, and their reads do not race each other.)
+    ///
+    /// The bytes are read with a read-modify-write, which sees the latest value: a plain load
+    /// may see a 0 the budget went through earlier (an arena gives back an emptied chunk before
+    /// it charges the next one) and take a chunk still in use for destroyed.
     fn reuse_if_destroyed(&self) {
-        if self.budget.used() == 0 {
+        if self.budget.used_latest() == 0 {
             let cells: Vec<_> = self.memory.lock().unwrap().values().cloned().collect();
             cells.iter().for_each(|m| m.read());
         }

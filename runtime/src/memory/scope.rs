@@ -61,6 +61,15 @@ impl Scope {
         unsafe { &*arena }
     }
 
+    /// Charges this thread's heap allocations to the scope's budget until the guard drops
+    /// (with `MkGlobalAlloc` installed).
+    fn enter_heap(&self) -> Option<crate::heap::Scope> {
+        // SAFETY: the scope holds its budget, which holds the account, for the guard's life
+        // (the guard lives inside a poll or drop of the task that owns the scope).
+        crate::heap::installed()
+            .then(|| unsafe { crate::heap::Scope::enter(self.budget.account().as_ptr()) })
+    }
+
     /// Drops the arena (its chunks live on while objects in them do, chunk.rs); a later
     /// allocation would start a new one.
     fn release_arena(&self) {
@@ -203,6 +212,7 @@ impl<F: Future> Future for MkArenaTask<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
         let _scope = context::enter_scope(NonNull::from(&*this.scope));
+        let _heap = this.scope.enter_heap();
         let future = this
             .future
             .as_mut()
@@ -223,6 +233,7 @@ impl<F> PinnedDrop for MkArenaTask<F> {
         let mut this = self.project();
         // What the future frees while it drops is a local free in its own arena.
         let _scope = context::enter_scope(NonNull::from(&*this.scope));
+        let _heap = this.scope.enter_heap();
         this.future.set(None);
     }
 }

@@ -37,6 +37,7 @@ pub struct Builder {
     memory_limit: MemoryLimit,
     memory_policy: MkBackpressure,
     chunk_pool_cap: usize,
+    memory_stall_threshold: Duration,
 }
 
 impl Default for Builder {
@@ -60,6 +61,7 @@ impl Builder {
             memory_limit: MemoryLimit::Unlimited,
             memory_policy: MkBackpressure::Wait,
             chunk_pool_cap: 32 << 20,
+            memory_stall_threshold: Duration::from_secs(1),
         }
     }
 
@@ -163,6 +165,15 @@ impl Builder {
         self
     }
 
+    /// How long a task may be held back for memory (not started, or parked after growing,
+    /// while a `Wait` or `Timeout` budget is full) before the runtime reports it: once per
+    /// task, in [`RuntimeMetrics::memory_stalls`](crate::runtime::RuntimeMetrics::memory_stalls)
+    /// and as a `tracing` warning naming the task and its budget. Default 1 s.
+    pub fn memory_stall_threshold(&mut self, after: Duration) -> &mut Self {
+        self.memory_stall_threshold = after;
+        self
+    }
+
     /// Starts the runtime's worker threads.
     ///
     /// # Errors
@@ -193,9 +204,17 @@ impl Builder {
             on_start: self.on_thread_start.clone(),
             on_stop: self.on_thread_stop.clone(),
         });
-        let memory = MkBudget::new(self.memory_limit.resolve()?).with_policy(self.memory_policy);
+        let memory =
+            MkBudget::runtime_root(self.memory_limit.resolve()?, self.memory_policy, workers);
         let tokio = TokioBridge::start()?;
-        let (shared, parts) = Shared::new(workers, blocking, memory, self.chunk_pool_cap, tokio)?;
+        let (shared, parts) = Shared::new(
+            workers,
+            blocking,
+            memory,
+            self.chunk_pool_cap,
+            tokio,
+            self.memory_stall_threshold,
+        )?;
         let mut threads = Vec::with_capacity(workers);
         for (index, part) in parts.into_iter().enumerate() {
             match self.spawn_worker(&shared, index, part) {

@@ -68,7 +68,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn_task(future, crate::task::current_budget())
+        self.spawn_task(future, crate::task::current_budget(), None)
     }
 
     /// Runs a blocking closure on this runtime's blocking pool. See [`crate::spawn_blocking`].

@@ -3,6 +3,23 @@
 use crate::scheduler::{Shared, WorkerMetrics};
 use std::sync::Arc;
 
+/// One live task's memory, from [`RuntimeMetrics::tasks_by_memory`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskMemoryStats {
+    /// The task's id.
+    pub id: crate::task::Id,
+    /// Its name, if it was given one ([`task::Builder::name`](crate::task::Builder::name)).
+    pub name: Option<Arc<str>>,
+    /// Bytes it holds now: heap memory it allocated and has not freed (with `MkGlobalAlloc`),
+    /// plus the chunks of its arena.
+    pub bytes: usize,
+    /// The most it held at once.
+    pub peak_bytes: usize,
+    /// Times it was polled.
+    pub polls: u64,
+}
+
 /// A view of a runtime's live counters. Cheap to keep; every read is current.
 ///
 /// ```
@@ -143,6 +160,59 @@ impl RuntimeMetrics {
     /// Arena chunk requests served from a cache or the pool instead of the system.
     pub fn chunks_reused(&self) -> u64 {
         self.shared.pool.chunks_reused()
+    }
+
+    /// The live tasks with their memory, largest first: what each holds now (heap memory it
+    /// allocated and has not freed, with [`MkGlobalAlloc`](crate::heap::MkGlobalAlloc)
+    /// installed, plus its arena's chunks), its peak, name, id and polls. Tasks the runtime
+    /// keeps no memory record for (a plain spawn without `MkGlobalAlloc`, budget or name) are
+    /// left out.
+    ///
+    /// A task's bytes are published when its poll ends (or every 64 KiB), so a task being
+    /// polled right now may show its bytes as of its last publication.
+    ///
+    /// ```
+    /// let rt = memkit_async_runtime::Runtime::new().unwrap();
+    /// let handle = rt.block_on(async {
+    ///     memkit_async_runtime::task::Builder::new()
+    ///         .name("sleeper")
+    ///         .spawn(std::future::pending::<()>())
+    ///         .unwrap()
+    /// });
+    /// let tasks = rt.metrics().tasks_by_memory();
+    /// assert_eq!(tasks[0].name.as_deref(), Some("sleeper"));
+    /// assert_eq!(tasks[0].id, handle.id());
+    /// ```
+    pub fn tasks_by_memory(&self) -> Vec<TaskMemoryStats> {
+        let mut out = Vec::new();
+        self.shared.owned.for_each(|header| {
+            if let Some(memory) = header.memory() {
+                let (bytes, peak_bytes) = memory.bytes();
+                out.push(TaskMemoryStats {
+                    id: header.id,
+                    name: memory.name.clone(),
+                    bytes,
+                    peak_bytes,
+                    polls: memory.polls.load(std::sync::atomic::Ordering::Relaxed),
+                });
+            }
+        });
+        out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Tasks held back for memory right now: not started, or parked after a poll that grew
+    /// them, while a `Wait` or `Timeout` budget on their chain is full (with `MkGlobalAlloc`
+    /// installed). They are in no run queue and use no CPU.
+    pub fn tasks_held_for_memory(&self) -> usize {
+        self.shared.held.len()
+    }
+
+    /// Tasks held back for memory longer than the stall threshold
+    /// ([`Builder::memory_stall_threshold`](crate::Builder::memory_stall_threshold), 1 s by
+    /// default), each counted once; each is also reported as a `tracing` warning.
+    pub fn memory_stalls(&self) -> u64 {
+        self.shared.held.stalls()
     }
 
     /// Tasks alive on the `tokio` bridge's one thread (feature `tokio`): those spawned with

@@ -8,7 +8,7 @@ mod metrics;
 
 pub use builder::Builder;
 pub use handle::{Handle, TryCurrentError};
-pub use metrics::RuntimeMetrics;
+pub use metrics::{RuntimeMetrics, TaskMemoryStats};
 
 use crate::context;
 use crate::scheduler::Shared;
@@ -177,6 +177,8 @@ impl Runtime {
             // Futures dropped now may call `Handle::current` in their destructors.
             let _ctx = context::set_handle(self.handle.clone());
             shared.owned.close_and_shutdown_all();
+            // Held tasks were cancelled with the rest; their queued references go.
+            shared.held.drain();
             shared.drain_injector();
             // Timers and sockets that outlive their tasks (held by other threads) stop waiting
             // on a driver nobody turns any more.

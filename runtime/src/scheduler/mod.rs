@@ -1,6 +1,7 @@
 //! The work-stealing scheduler: per-worker local queues with a LIFO slot, one global injector,
 //! random-victim stealing and parking of idle workers.
 
+mod held;
 mod park;
 mod worker;
 
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) tokio: TokioBridge,
     /// Timers and I/O, turned by the workers.
     pub(crate) driver: Driver,
+    /// Tasks held back for memory (with `MkGlobalAlloc` installed).
+    pub(crate) held: held::Held,
 }
 
 /// What other threads may touch of a worker.
@@ -80,6 +83,7 @@ impl Shared {
         memory: MkBudget,
         pool_cap: usize,
         tokio: TokioBridge,
+        stall_after: std::time::Duration,
     ) -> std::io::Result<(Arc<Shared>, Vec<WorkerParts>)> {
         let driver = Driver::new()?;
         let mut parts = Vec::with_capacity(workers);
@@ -109,6 +113,7 @@ impl Shared {
             exited: Condvar::new(),
             tokio,
             driver,
+            held: held::Held::new(stall_after),
         });
         Ok((shared, parts))
     }
@@ -149,7 +154,11 @@ impl Shared {
     }
 
     fn schedule_remote(&self, task: Notified) {
-        self.injector.push(task);
+        {
+            // The injector's blocks are the runtime's memory, not the waking task's.
+            let _engine = crate::heap::engine();
+            self.injector.push(task);
+        }
         self.notify_parked();
         if self.is_shutdown() {
             // Shutdown may already have drained the injector; nobody will run this.
@@ -172,13 +181,24 @@ impl Shared {
 }
 
 impl Handle {
-    pub(crate) fn spawn_task<F>(&self, future: F, budget: Option<MkBudget>) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_task<F>(
+        &self,
+        future: F,
+        budget: Option<MkBudget>,
+        name: Option<std::sync::Arc<str>>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (task, notified, join) = task::new_task(future, self.clone(), task::Id::next(), budget);
-        match self.shared.owned.bind(task) {
+        let memory = task::TaskMemory::needed(&budget, &name)
+            .then(|| Box::new(task::TaskMemory::new(budget, &self.shared.memory, name)));
+        let (task, notified, join) = task::new_task(future, self.clone(), task::Id::next(), memory);
+        let bound = {
+            let _engine = crate::heap::engine();
+            self.shared.owned.bind(task)
+        };
+        match bound {
             Ok(()) => self.schedule_here_or_remote(notified, Core::schedule_back),
             Err(task) => {
                 // The runtime is shutting down: the task completes as cancelled.
@@ -213,6 +233,27 @@ impl Schedule for Handle {
 
     fn release(&self, task: NonNull<Header>) -> Option<Task> {
         self.shared.owned.remove(task)
+    }
+
+    fn hold_for_memory(
+        &self,
+        task: Notified,
+        charged: MkBudget,
+        budget: MkBudget,
+    ) -> Result<(), Notified> {
+        self.shared.held.hold(task, charged, budget);
+        // Release it at once if the budget emptied or nothing else can release memory.
+        self.serve_held();
+        Ok(())
+    }
+}
+
+impl Handle {
+    /// Schedules the held tasks that may run now.
+    pub(crate) fn serve_held(&self) {
+        self.shared
+            .held
+            .serve(|task| self.schedule_here_or_remote(task, Core::schedule_back));
     }
 }
 

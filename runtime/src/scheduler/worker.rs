@@ -6,6 +6,7 @@
 
 use super::Shared;
 use crate::context;
+use crate::heap;
 use crate::runtime::Handle;
 use crate::task::Notified;
 use crossbeam_deque::{Steal, Worker};
@@ -52,9 +53,12 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>, pa
         ),
         parker,
     };
+    let root = shared.memory.account().as_ptr().as_ptr().cast_const();
     let _handle = context::set_handle(Handle { shared });
     let _driving = context::enter_driving();
     let _worker = context::set_worker(&core);
+    // Heap bytes this worker charges to the runtime's root go to its own partial sum.
+    let _shard = heap::enter_worker(heap::Shard { root, index });
     core.run();
     // Queued references are dropped here; the tasks themselves are cancelled by the owned-task
     // list at shutdown.
@@ -85,6 +89,14 @@ impl Core {
         let m = &self.shared.remotes[self.index].metrics;
         m.polls.store(m.polls.load(Relaxed) + 1, Relaxed);
         task.run();
+        if self.shared.held.len() != 0 {
+            // The poll may have released memory that held tasks wait for.
+            self.serve_held();
+        }
+    }
+
+    fn serve_held(&self) {
+        self.shared.held.serve(|task| self.schedule_back(task));
     }
 
     fn next_task(&self) -> Option<Notified> {
@@ -156,6 +168,12 @@ impl Core {
 
     fn park(&self) {
         let shared = &*self.shared;
+        if shared.held.len() != 0 {
+            self.serve_held();
+            if !self.local.is_empty() {
+                return;
+            }
+        }
         shared
             .idle
             .register_sleeper(self.index, self.searching.replace(false));
@@ -169,7 +187,10 @@ impl Core {
         m.parked.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(mut poller) = shared.driver.try_lock() {
             // This worker blocks in the driver until a timer, I/O or a notification.
-            shared.driver.park(&mut poller, self.index, || {
+            // While tasks are held for memory, look again every `RECHECK`: memory freed by
+            // threads outside the runtime reaches no worker otherwise.
+            let cap = (shared.held.len() != 0).then_some(super::held::RECHECK);
+            shared.driver.park(&mut poller, self.index, cap, || {
                 shared.idle.is_sleeping(self.index) && !shared.is_shutdown()
             });
             m.parked.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -201,6 +222,7 @@ impl Core {
     /// another runs next, with its data still hot in cache.
     pub(crate) fn schedule_lifo(&self, task: Notified) {
         if let Some(prev) = self.lifo.replace(Some(task)) {
+            let _engine = heap::engine();
             self.local.push(prev);
             self.shared.notify_parked();
         }
@@ -208,6 +230,7 @@ impl Core {
 
     /// Queues a spawned or yielding task behind this worker's queued tasks.
     pub(crate) fn schedule_back(&self, task: Notified) {
+        let _engine = heap::engine();
         self.local.push(task);
         self.shared.notify_parked();
     }

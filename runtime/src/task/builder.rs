@@ -152,12 +152,12 @@ impl Builder {
             None
         };
         let task = Prepared {
-            name: self.name,
+            name: self.name.clone(),
             admission,
             reservation: None,
             future: Box::pin(future),
         };
-        Ok(handle.spawn_task(task, budget.or_else(task::current_budget)))
+        Ok(handle.spawn_task(task, budget.or_else(task::current_budget), self.name))
     }
 }
 

@@ -8,8 +8,9 @@ use std::fmt;
 use std::io;
 
 /// The error a [`JoinHandle`](crate::JoinHandle) resolves to when its task did not complete
-/// normally: it panicked, or it was cancelled (by [`abort`](crate::JoinHandle::abort) or by
-/// runtime shutdown).
+/// normally: it panicked, or it was cancelled (by [`abort`](crate::JoinHandle::abort), by
+/// runtime shutdown, or by the scheduler because the task's memory went over a budget whose
+/// policy gives up: see [`is_memory_exceeded`](Self::is_memory_exceeded)).
 ///
 /// ```
 /// let rt = memkit_async_runtime::Runtime::new().unwrap();
@@ -25,6 +26,17 @@ pub struct JoinError {
 enum Repr {
     Cancelled,
     Panic(Payload),
+    /// Boxed: a `JoinError` lives in every task's output slot, so it stays two words.
+    Memory(Box<MemoryExceeded>),
+}
+
+/// Why the scheduler cancelled a task for its memory.
+struct MemoryExceeded {
+    name: Option<std::sync::Arc<str>>,
+    used: usize,
+    limit: usize,
+    /// The budget's policy, as written in the message.
+    policy: &'static str,
 }
 
 /// A panic payload that makes `JoinError` `Sync`, so it can travel in
@@ -56,9 +68,36 @@ impl JoinError {
         }
     }
 
-    /// `true` if the task was cancelled before it completed.
+    pub(crate) fn memory_exceeded(
+        id: Id,
+        name: Option<std::sync::Arc<str>>,
+        used: usize,
+        limit: usize,
+        policy: &'static str,
+    ) -> JoinError {
+        JoinError {
+            id,
+            repr: Repr::Memory(Box::new(MemoryExceeded {
+                name,
+                used,
+                limit,
+                policy,
+            })),
+        }
+    }
+
+    /// `true` if the task was cancelled before it completed: aborted, dropped at shutdown, or
+    /// cancelled for its memory (then [`is_memory_exceeded`](Self::is_memory_exceeded) is
+    /// `true` too).
     pub fn is_cancelled(&self) -> bool {
-        matches!(self.repr, Repr::Cancelled)
+        matches!(self.repr, Repr::Cancelled | Repr::Memory(_))
+    }
+
+    /// `true` if the scheduler cancelled the task because its memory went over a budget whose
+    /// policy gives up (`Fail`, `Timeout` once its time ran out, `Evict` with nothing left to
+    /// evict); the message names the task, the bytes in use and the limit.
+    pub fn is_memory_exceeded(&self) -> bool {
+        matches!(self.repr, Repr::Memory(_))
     }
 
     /// `true` if the task panicked.
@@ -86,7 +125,7 @@ impl JoinError {
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
             Repr::Panic(p) => Ok(p.0),
-            Repr::Cancelled => Err(self),
+            Repr::Cancelled | Repr::Memory(_) => Err(self),
         }
     }
 
@@ -109,6 +148,19 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.repr, self.panic_message()) {
             (Repr::Cancelled, _) => write!(f, "task {} was cancelled", self.id),
+            (Repr::Memory(m), _) => {
+                write!(f, "task {}", self.id)?;
+                if let Some(name) = &m.name {
+                    write!(f, " ({name:?})")?;
+                }
+                write!(
+                    f,
+                    " was cancelled: memory limit exceeded, {} bytes in use of a {} byte budget \
+                     with the {} policy; raise the task's budget, make it allocate less, or use \
+                     the Wait policy to park it until memory is released",
+                    m.used, m.limit, m.policy
+                )
+            }
             (Repr::Panic(_), Some(msg)) => {
                 write!(f, "task {} panicked with message {msg:?}", self.id)
             }
@@ -121,6 +173,11 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.repr, self.panic_message()) {
             (Repr::Cancelled, _) => write!(f, "JoinError::Cancelled({:?})", self.id),
+            (Repr::Memory(m), _) => write!(
+                f,
+                "JoinError::MemoryExceeded({:?}, name: {:?}, used: {}, limit: {})",
+                self.id, m.name, m.used, m.limit
+            ),
             (Repr::Panic(_), Some(msg)) => {
                 write!(f, "JoinError::Panic({:?}, {msg:?}, ...)", self.id)
             }

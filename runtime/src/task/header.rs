@@ -7,8 +7,8 @@
 //! completion by whoever drops the output (raw.rs), which frees any arena that drop creates;
 //! `owned` only under the owning shard's lock; `join_waker` as described in `state.rs`.
 
+use super::memory::TaskMemory;
 use super::{list, state::State, Id};
-use crate::memory::MkBudget;
 use std::cell::UnsafeCell;
 use std::ptr::{self, NonNull};
 use std::task::Waker;
@@ -35,10 +35,10 @@ pub(crate) struct Header {
     pub(crate) state: State,
     pub(crate) vtable: &'static Vtable,
     pub(crate) id: Id,
-    /// The budget this task is charged to (a reference made by `MkBudget::into_raw`, given
-    /// back when the task is freed); null means the runtime's root budget. Set before the task
-    /// is first scheduled, read-only after.
-    pub(crate) budget: *const (),
+    /// What the task's memory is charged to (memory.rs), owned by the header and freed with
+    /// it; null for a task charged to its runtime's root without a name or heap accounting.
+    /// Set before the task is first scheduled, read-only after.
+    pub(crate) memory: *const TaskMemory,
     /// The task's arena: null until the task first allocates, then owned through this header
     /// so it follows the task from worker to worker.
     pub(crate) arena: UnsafeCell<*mut ()>,
@@ -53,22 +53,30 @@ pub(crate) struct TaskHead {
 }
 
 impl Header {
-    pub(crate) fn new(vtable: &'static Vtable, id: Id, budget: Option<MkBudget>) -> Header {
+    pub(crate) fn new(vtable: &'static Vtable, id: Id, memory: Option<Box<TaskMemory>>) -> Header {
         Header {
             state: State::new(),
             vtable,
             id,
-            budget: budget.map_or(ptr::null(), MkBudget::into_raw),
+            memory: memory.map_or(ptr::null(), |m| Box::into_raw(m).cast_const()),
             arena: UnsafeCell::new(ptr::null_mut()),
         }
     }
 }
 
+impl Header {
+    /// The task's memory record, if it has one.
+    pub(crate) fn memory(&self) -> Option<&TaskMemory> {
+        // SAFETY: a non-null pointer is the header's own record, freed only when it drops.
+        unsafe { self.memory.as_ref() }
+    }
+}
+
 impl Drop for Header {
     fn drop(&mut self) {
-        if !self.budget.is_null() {
-            // SAFETY: set from `MkBudget::into_raw` in `new`; the header is dropped once.
-            unsafe { MkBudget::drop_raw(self.budget) }
+        if !self.memory.is_null() {
+            // SAFETY: made by `Box::into_raw` in `new`; the header is dropped once.
+            drop(unsafe { Box::from_raw(self.memory.cast_mut()) });
         }
     }
 }

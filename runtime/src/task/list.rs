@@ -121,6 +121,23 @@ impl OwnedTasks {
         }
     }
 
+    /// Calls `f` with every task in the list, one shard locked at a time: `f` must not run
+    /// user code or take another lock of the list.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Header)) {
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            let mut next = shard.head;
+            while let Some(task) = next {
+                // SAFETY: the list holds a reference to each linked task, and the links are
+                // read under the shard's lock.
+                unsafe {
+                    f(task.as_ref());
+                    next = *links(task).next.get();
+                }
+            }
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).len).sum()
     }

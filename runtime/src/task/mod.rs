@@ -10,6 +10,7 @@ mod header;
 mod id;
 mod join;
 mod list;
+pub(crate) mod memory;
 mod raw;
 mod state;
 mod waker;
@@ -26,6 +27,7 @@ pub use yield_now::yield_now;
 
 pub(crate) use header::Header;
 pub(crate) use list::OwnedTasks;
+pub(crate) use memory::TaskMemory;
 pub(crate) use raw::{Notified, RawTask, Task};
 
 pub use crate::blocking::spawn_blocking;
@@ -47,6 +49,19 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
 
     /// The task completed: take it out of the owned list, returning the list's reference.
     fn release(&self, task: NonNull<Header>) -> Option<Task>;
+
+    /// Holds `task` back for memory (memory.rs's `Gate::Hold`): `budget` is over its limit;
+    /// the task is charged to `charged`. A scheduler that cannot hold tasks gives it back, and
+    /// it is polled.
+    fn hold_for_memory(
+        &self,
+        task: Notified,
+        charged: MkBudget,
+        budget: MkBudget,
+    ) -> Result<(), Notified> {
+        let _ = (charged, budget);
+        Err(task)
+    }
 }
 
 /// Allocates a task: the owned-list reference, the first `Notified` and the join handle.
@@ -54,14 +69,14 @@ pub(crate) fn new_task<F, S>(
     future: F,
     scheduler: S,
     id: Id,
-    budget: Option<MkBudget>,
+    memory: Option<Box<TaskMemory>>,
 ) -> (Task, Notified, JoinHandle<F::Output>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let raw = RawTask::new(future, scheduler, id, budget);
+    let raw = RawTask::new(future, scheduler, id, memory);
     // SAFETY: a new task holds exactly these three references, and its output type is
     // `F::Output`.
     unsafe {
@@ -75,11 +90,7 @@ where
 
 /// The budget a task is charged to, if it has its own.
 pub(crate) fn budget_of(header: &Header) -> Option<MkBudget> {
-    if header.budget.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null budget is a reference owned by the header until the task is freed.
-    Some(unsafe { MkBudget::clone_from_raw(header.budget) })
+    header.memory()?.budget.clone()
 }
 
 /// The budget of the task being polled on this thread, if it has its own; outside tasks, the

@@ -12,10 +12,11 @@
 //! - Every `RawTask` method that consumes a reference says so; `Task` and `Notified` own one.
 
 use super::header::{Header, TaskHead, Vtable};
+use super::memory::{Gate, TaskMemory};
 use super::state::{ToIdle, ToRunning};
 use super::{list, waker, Id, JoinError, Schedule};
 use crate::context;
-use crate::memory::{self, MkBudget};
+use crate::memory;
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::mem;
@@ -75,7 +76,12 @@ where
 
 impl RawTask {
     /// Allocates a task holding three references: owned list, first `Notified`, join handle.
-    pub(crate) fn new<F, S>(future: F, scheduler: S, id: Id, budget: Option<MkBudget>) -> RawTask
+    pub(crate) fn new<F, S>(
+        future: F,
+        scheduler: S,
+        id: Id,
+        memory: Option<Box<TaskMemory>>,
+    ) -> RawTask
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -83,7 +89,7 @@ impl RawTask {
     {
         let cell = Box::new(Cell {
             head: TaskHead {
-                header: Header::new(vtable::<F, S>(), id, budget),
+                header: Header::new(vtable::<F, S>(), id, memory),
                 owned: list::Pointers::new(),
                 join_waker: UnsafeCell::new(None),
             },
@@ -185,6 +191,11 @@ impl Notified {
         unsafe { (raw.header().vtable.poll)(raw.ptr) }
     }
 
+    /// The task's header.
+    pub(crate) fn header(&self) -> &Header {
+        self.0.raw.header()
+    }
+
     /// Cancels a task that will never be run (its scheduler is gone), consuming this reference.
     pub(crate) fn shutdown(self) {
         self.0.shutdown()
@@ -206,20 +217,53 @@ where
 {
     // SAFETY: the caller's `Notified` reference keeps the task alive.
     let cell = unsafe { cell::<F, S>(ptr) };
-    let state = &cell.head.header.state;
+    let header = &cell.head.header;
+    let state = &header.state;
+    // Memory pressure (with heap accounting): hold the task back, or cancel it, before it runs.
+    let mut memory_error = None;
+    if let Some(memory) = header.memory() {
+        match memory.gate(header.id) {
+            Gate::Poll => {}
+            Gate::Hold(budget) => {
+                let charged = memory.charged.clone().unwrap_or_else(|| budget.clone());
+                // SAFETY: the caller handed this poll its `Notified` reference.
+                let task = unsafe { Notified::from_raw(RawTask { ptr }) };
+                let Err(task) = cell.scheduler.hold_for_memory(task, charged, budget) else {
+                    return;
+                };
+                mem::forget(task); // not held: the reference goes on into this poll
+            }
+            Gate::Cancel(err) => memory_error = Some(err),
+        }
+    }
     match state.transition_to_running() {
         ToRunning::Success => {
+            if let Some(err) = memory_error {
+                // SAFETY: we hold `RUNNING`.
+                unsafe { cancel_task_with(cell, ptr, err) };
+                // SAFETY: as below.
+                return unsafe { complete::<F, S>(ptr, 1) };
+            }
             // SAFETY: we hold `RUNNING`.
-            if !unsafe { poll_future(cell, ptr) } {
-                match state.transition_to_idle() {
-                    ToIdle::Ok => return,
-                    ToIdle::OkNotified => {
-                        // SAFETY: the running reference became a `Notified` one (state.rs).
-                        let task = unsafe { Notified::from_raw(RawTask { ptr }) };
-                        return cell.scheduler.yield_now(task);
-                    }
+            let (done, grew) = unsafe { poll_future(cell, ptr) };
+            if !done {
+                let exceeded = (grew > 0)
+                    .then(|| header.memory().and_then(|m| m.after_growth(header.id)))
+                    .flatten();
+                if let Some(err) = exceeded {
                     // SAFETY: we hold `RUNNING`.
-                    ToIdle::Cancelled => unsafe { cancel_task(cell, ptr) },
+                    unsafe { cancel_task_with(cell, ptr, err) };
+                } else {
+                    match state.transition_to_idle() {
+                        ToIdle::Ok => return,
+                        ToIdle::OkNotified => {
+                            // SAFETY: the running reference became a `Notified` one (state.rs).
+                            let task = unsafe { Notified::from_raw(RawTask { ptr }) };
+                            return cell.scheduler.yield_now(task);
+                        }
+                        // SAFETY: we hold `RUNNING`.
+                        ToIdle::Cancelled => unsafe { cancel_task(cell, ptr) },
+                    }
                 }
             }
         }
@@ -233,29 +277,41 @@ where
     unsafe { complete::<F, S>(ptr, 1) }
 }
 
-/// Polls the future once; on `Ready` (or a panic) stores the output and returns `true`.
+/// Polls the future once; on `Ready` (or a panic) stores the output and returns `true`. Also
+/// returns the bytes the poll grew the task by (with heap accounting; 0 otherwise).
 ///
 /// # Safety
 /// The caller holds `RUNNING`.
-unsafe fn poll_future<F: Future, S>(cell: &Cell<F, S>, ptr: NonNull<Header>) -> bool {
+unsafe fn poll_future<F: Future, S>(cell: &Cell<F, S>, ptr: NonNull<Header>) -> (bool, i64) {
     // SAFETY: `RUNNING` gives us the stage; the poller's reference keeps the task alive while
     // the borrowed waker is in use.
     let (stage, waker) = unsafe { (&mut *cell.stage.get(), waker::borrowed(ptr)) };
-    let id = cell.head.header.id;
+    let header = &cell.head.header;
+    let id = header.id;
+    let memory = header.memory();
     let res = {
         let _current = context::enter_task(ptr);
-        catch_unwind(AssertUnwindSafe(|| {
+        let heap = memory.and_then(|m| {
+            m.count_poll();
+            m.enter_heap()
+        });
+        let res = catch_unwind(AssertUnwindSafe(|| {
             let Stage::Running(future) = stage else {
                 unreachable!("a task is polled only while its future is alive")
             };
             // SAFETY: the future lives in the heap cell and never moves until it is dropped.
             let future = unsafe { Pin::new_unchecked(future) };
             future.poll(&mut Context::from_waker(&waker))
-        }))
+        }));
+        (res, heap.map_or(0, |h| h.finish()))
     };
     let output = match res {
-        Ok(Poll::Pending) => return false,
+        (Ok(Poll::Pending), grew) => return (false, grew),
+        (res, _) => res,
+    };
+    let output = match output {
         Ok(Poll::Ready(value)) => Ok(value),
+        Ok(Poll::Pending) => unreachable!("returned above"),
         Err(payload) => Err(JoinError::panic(id, payload)),
     };
     let output = match drop_stage(stage, ptr) {
@@ -266,7 +322,7 @@ unsafe fn poll_future<F: Future, S>(cell: &Cell<F, S>, ptr: NonNull<Header>) -> 
         }
     };
     *stage = Stage::Finished(output);
-    true
+    (true, 0)
 }
 
 /// Drops the future or output in place (with the task set as current, so its memory is
@@ -276,6 +332,10 @@ fn drop_stage<F: Future>(
     ptr: NonNull<Header>,
 ) -> Result<(), Box<dyn std::any::Any + Send>> {
     let _current = context::enter_task(ptr);
+    // SAFETY: the caller holds a reference, so the header is alive.
+    let _heap = unsafe { ptr.as_ref() }
+        .memory()
+        .and_then(|m| m.enter_heap());
     // An assignment writes the new value even when dropping the old one unwinds.
     catch_unwind(AssertUnwindSafe(|| *stage = Stage::Consumed))
 }
@@ -300,11 +360,21 @@ unsafe fn drop_output<F: Future, S>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
 /// # Safety
 /// The caller holds `RUNNING`.
 unsafe fn cancel_task<F: Future, S>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
+    // SAFETY: forwarded caller contract.
+    unsafe { cancel_task_with(cell, ptr, JoinError::cancelled(cell.head.header.id)) }
+}
+
+/// Drops the future of a cancelled task and stores `err` as its output (or the panic of the
+/// future's destructor).
+///
+/// # Safety
+/// The caller holds `RUNNING`.
+unsafe fn cancel_task_with<F: Future, S>(cell: &Cell<F, S>, ptr: NonNull<Header>, err: JoinError) {
     // SAFETY: `RUNNING` gives us the stage.
     let stage = unsafe { &mut *cell.stage.get() };
     let id = cell.head.header.id;
     let err = match drop_stage(stage, ptr) {
-        Ok(()) => JoinError::cancelled(id),
+        Ok(()) => err,
         Err(payload) => JoinError::panic(id, payload),
     };
     *stage = Stage::Finished(Err(err));
@@ -331,6 +401,9 @@ where
     // Leave the owned list before telling the join handle, so a joiner never sees the task
     // counted as alive.
     let released = cell.scheduler.release(ptr).map(mem::forget).is_some();
+    if let Some(memory) = cell.head.header.memory() {
+        memory.finished();
+    }
     if !prev.is_join_interested() {
         // SAFETY: without join interest the output is ours after `COMPLETE`.
         unsafe { drop_output(cell, ptr) };

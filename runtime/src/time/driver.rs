@@ -79,7 +79,12 @@ impl TimeDriver {
         if self.is_shutdown() {
             return Err(Refused::Shutdown(waker));
         }
-        let key = match state.wheel.insert(tick, waker) {
+        // The wheel's slab is the runtime's, not the registering task's memory.
+        let inserted = {
+            let _engine = crate::heap::engine();
+            state.wheel.insert(tick, waker)
+        };
+        let key = match inserted {
             Ok(key) => key,
             Err(waker) => {
                 // Dropped outside the lock: a waker's drop is user code.
