@@ -427,7 +427,7 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
         let _ = tx.send(f());
     });
     rx.recv_timeout(limit)
-        .expect("did not finish: a wait for memory was never served")
+        .expect("did not finish within its bound: a hang")
 }
 
 #[test]
@@ -488,5 +488,51 @@ fn a_parent_awaiting_a_child_held_for_admission_does_not_wait_forever() {
             .unwrap();
         assert_eq!(rt.block_on(parent).unwrap(), 4096 + (3 << 20) / 2);
         assert_eq!((budget.used(), budget.parked()), (0, 0));
+    });
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "spawns worker threads")]
+fn a_task_aborted_while_held_for_memory_ends_cancelled() {
+    within(Duration::from_secs(20), || {
+        let rt = Builder::new().worker_threads(1).build().unwrap();
+        let budget = MkBudget::new(1 << 20);
+        let release = Arc::new(tokio_like_notify::Notify::default());
+        let holder = {
+            let release = release.clone();
+            task::Builder::new()
+                .budget(&budget)
+                .spawn_on(
+                    async move {
+                        let held = vec![0u8; (3 << 20) / 2];
+                        release.notified().await;
+                        held.len()
+                    },
+                    rt.handle(),
+                )
+                .unwrap()
+        };
+        while budget.used() < 1 << 20 {
+            std::thread::yield_now();
+        }
+        let polled = Arc::new(AtomicUsize::new(0));
+        let waiting = {
+            let polled = polled.clone();
+            task::Builder::new()
+                .budget(&budget)
+                .spawn_on(async move { polled.fetch_add(1, SeqCst) }, rt.handle())
+                .unwrap()
+        };
+        while budget.parked() == 0 {
+            std::thread::yield_now();
+        }
+        waiting.abort();
+        let err = rt.block_on(waiting).unwrap_err();
+        assert!(err.is_cancelled() && !err.is_memory_exceeded(), "{err}");
+        assert_eq!(polled.load(SeqCst), 0, "never started");
+        assert_eq!(budget.parked(), 0);
+        release.notify();
+        assert_eq!(rt.block_on(holder).unwrap(), (3 << 20) / 2);
+        assert_eq!(budget.used(), 0);
     });
 }

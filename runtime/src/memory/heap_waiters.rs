@@ -40,6 +40,12 @@ pub(super) fn list(budget: &MkBudget) {
     {
         listed.push(Arc::downgrade(&budget.inner));
         COUNT.store(listed.len(), SeqCst);
+        drop(listed);
+        // The runtime's worker asleep in its driver may sleep with no time limit: wake it,
+        // so that it sleeps again looking at the listed budgets every `RECHECK`.
+        if let Some(handle) = crate::context::current_handle() {
+            handle.wake_driver();
+        }
     }
 }
 

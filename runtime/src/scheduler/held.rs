@@ -97,8 +97,9 @@ impl Held {
         self.stalls.load(Relaxed)
     }
 
-    /// Holds `task` (charged to `charged`) because `budget` is over its limit.
-    pub(crate) fn hold(&self, task: Notified, charged: MkBudget, budget: MkBudget) {
+    /// Holds `task` (charged to `charged`) because `budget` is over its limit; `true` if no
+    /// task was held before (sleeping workers do not look at the queue yet).
+    pub(crate) fn hold(&self, task: Notified, charged: MkBudget, budget: MkBudget) -> bool {
         charged.count_held(1);
         let now = Instant::now();
         let entry = Entry {
@@ -117,7 +118,7 @@ impl Held {
                 progress_at: now,
             }),
         }
-        self.len.fetch_add(1, SeqCst);
+        self.len.fetch_add(1, SeqCst) == 0
     }
 
     /// Releases what can run now; `run` schedules each released task (called with no lock
