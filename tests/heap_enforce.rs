@@ -124,24 +124,7 @@ fn wait_holds_new_tasks_back_while_the_budget_is_full_and_runs_them_all() {
 fn a_task_parked_for_memory_resumes_when_another_releases() {
     let rt = Builder::new().worker_threads(2).build().unwrap();
     let budget = MkBudget::new(2 << 20);
-    let release = Arc::new(tokio_like_notify::Notify::default());
-    let holder = {
-        let release = release.clone();
-        task::Builder::new()
-            .budget(&budget)
-            .spawn_on(
-                async move {
-                    let held = vec![0u8; (3 << 20) / 2];
-                    release.notified().await;
-                    held.len()
-                },
-                rt.handle(),
-            )
-            .unwrap()
-    };
-    while budget.used() < 1 << 20 {
-        std::thread::yield_now();
-    }
+    let (holder, release) = hold_memory(&rt, &budget);
     let grower = task::Builder::new()
         .budget(&budget)
         .spawn_on(
@@ -161,6 +144,36 @@ fn a_task_parked_for_memory_resumes_when_another_releases() {
     assert_eq!(rt.block_on(holder).unwrap(), (3 << 20) / 2);
     assert_eq!(rt.block_on(grower).unwrap(), 1 << 20);
     assert_eq!((budget.used(), budget.parked()), (0, 0));
+}
+
+/// Spawns a task under `budget` that holds 1.5 MiB until notified, and waits until its memory
+/// is counted.
+fn hold_memory(
+    rt: &memkit_async::Runtime,
+    budget: &MkBudget,
+) -> (
+    memkit_async::task::JoinHandle<usize>,
+    Arc<tokio_like_notify::Notify>,
+) {
+    let release = Arc::new(tokio_like_notify::Notify::default());
+    let holder = {
+        let release = release.clone();
+        task::Builder::new()
+            .budget(budget)
+            .spawn_on(
+                async move {
+                    let held = vec![0u8; (3 << 20) / 2];
+                    release.notified().await;
+                    held.len()
+                },
+                rt.handle(),
+            )
+            .unwrap()
+    };
+    while budget.used() < 1 << 20 {
+        std::thread::yield_now();
+    }
+    (holder, release)
 }
 
 /// A one-shot notification for the tests (std only).
@@ -497,24 +510,7 @@ fn a_task_aborted_while_held_for_memory_ends_cancelled() {
     within(Duration::from_secs(20), || {
         let rt = Builder::new().worker_threads(1).build().unwrap();
         let budget = MkBudget::new(1 << 20);
-        let release = Arc::new(tokio_like_notify::Notify::default());
-        let holder = {
-            let release = release.clone();
-            task::Builder::new()
-                .budget(&budget)
-                .spawn_on(
-                    async move {
-                        let held = vec![0u8; (3 << 20) / 2];
-                        release.notified().await;
-                        held.len()
-                    },
-                    rt.handle(),
-                )
-                .unwrap()
-        };
-        while budget.used() < 1 << 20 {
-            std::thread::yield_now();
-        }
+        let (holder, release) = hold_memory(&rt, &budget);
         let polled = Arc::new(AtomicUsize::new(0));
         let waiting = {
             let polled = polled.clone();
