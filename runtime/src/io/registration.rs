@@ -5,6 +5,7 @@ use super::reactor::Reactor;
 use super::readiness::{Direction, Readiness, WaitKey, WaitSlot};
 use crate::context;
 use crate::runtime::handle::NO_RUNTIME;
+use crate::task::coop;
 use mio::event::Source;
 use std::io;
 use std::sync::Arc;
@@ -53,9 +54,11 @@ impl<E: Source> PollEvented<E> {
     /// Ready once the source may make progress in `dir` (or failed). For the `poll_*` methods:
     /// the waker goes to the direction's shared slot.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<()>> {
-        self.readiness
-            .poll_ready(cx, dir, WaitSlot::Shared)
-            .map_ok(|_| ())
+        coop::poll_budgeted(cx, |cx| {
+            self.readiness
+                .poll_ready(cx, dir, WaitSlot::Shared)
+                .map_ok(|_| ())
+        })
     }
 
     /// Runs the non-blocking `op` until it does not report `WouldBlock`, waiting for readiness
@@ -76,7 +79,7 @@ impl<E: Source> PollEvented<E> {
         mut slot: WaitSlot<'_>,
         mut op: impl FnMut(&E) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        loop {
+        coop::poll_budgeted(cx, |cx| loop {
             let event = match self.readiness.poll_ready(cx, dir, slot.reborrow()) {
                 Poll::Ready(Ok(event)) => event,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -87,7 +90,7 @@ impl<E: Source> PollEvented<E> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 res => return Poll::Ready(res),
             }
-        }
+        })
     }
 
     /// [`poll_io`](Self::poll_io) for an operation that moves up to `len` bytes and returns how
@@ -101,7 +104,7 @@ impl<E: Source> PollEvented<E> {
         len: usize,
         mut op: impl FnMut(&E) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        loop {
+        coop::poll_budgeted(cx, |cx| loop {
             let event = match self.readiness.poll_ready(cx, dir, WaitSlot::Shared) {
                 Poll::Ready(Ok(event)) => event,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -118,7 +121,7 @@ impl<E: Source> PollEvented<E> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
-        }
+        })
     }
 
     /// Runs `op` once if the source looks ready in `dir`; `WouldBlock` otherwise.
@@ -160,10 +163,12 @@ pub(crate) struct IoWait<'a, E: Source> {
 impl<E: Source> IoWait<'_, E> {
     /// Ready once the source may make progress in this wait's direction (or failed).
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.io
-            .readiness
-            .poll_ready(cx, self.dir, WaitSlot::Owned(&mut self.key))
-            .map_ok(|_| ())
+        coop::poll_budgeted(cx, |cx| {
+            self.io
+                .readiness
+                .poll_ready(cx, self.dir, WaitSlot::Owned(&mut self.key))
+                .map_ok(|_| ())
+        })
     }
 
     /// [`PollEvented::poll_io`] in this wait's direction, with the wait's own slot.

@@ -5,6 +5,7 @@
 //! task starts with; the current task (from the thread's context) is alive while it is polled.
 
 mod builder;
+pub mod coop;
 mod error;
 mod header;
 mod id;
@@ -20,6 +21,7 @@ mod yield_now;
 mod loom_model;
 
 pub use builder::{name, spawn_with_budget, Builder, TaskBudget};
+pub use coop::{consume_budget, unconstrained};
 pub use error::JoinError;
 pub use id::Id;
 pub use join::JoinHandle;
