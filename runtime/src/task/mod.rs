@@ -9,6 +9,7 @@ mod error;
 mod header;
 mod id;
 mod join;
+mod join_set;
 mod list;
 pub(crate) mod memory;
 mod raw;
@@ -23,6 +24,7 @@ pub use builder::{name, spawn_with_budget, Builder, TaskBudget};
 pub use error::JoinError;
 pub use id::Id;
 pub use join::JoinHandle;
+pub use join_set::JoinSet;
 pub use yield_now::yield_now;
 
 pub(crate) use header::Header;
