@@ -272,3 +272,37 @@ fn a_parked_receiver_is_woken_when_the_last_strong_sender_goes_despite_weak_ones
     assert_eq!(poll_with(recv, &waker), Poll::Ready(None));
     assert!(weak.upgrade().is_none());
 }
+
+/// A waker that holds the channel's last sender: its drop re-enters the channel.
+struct HoldsSender(
+    std::sync::Mutex<Option<memkit_async::MkAsyncSender<u32>>>,
+    Counter,
+);
+
+impl Wake for HoldsSender {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for HoldsSender {
+    fn drop(&mut self) {
+        drop(self.0.lock().unwrap().take());
+        self.1.inc();
+    }
+}
+
+#[test]
+fn a_receiver_waker_whose_drop_drops_the_last_sender_is_released_without_a_deadlock() {
+    with_timeout(DEADLINE, || {
+        let (tx, mut rx) = MkAsyncChannel::<u32>::bounded(4, MkBackpressure::Wait);
+        let drops = Counter::new();
+        let waker = Waker::from(Arc::new(HoldsSender(
+            std::sync::Mutex::new(Some(tx)),
+            drops.clone(),
+        )));
+        assert!(poll_with(pin!(rx.recv()), &waker).is_pending());
+        drop(waker);
+        assert_eq!(drops.get(), 0);
+        drop(rx);
+        assert_eq!(drops.get(), 1);
+    });
+}

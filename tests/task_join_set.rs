@@ -492,3 +492,48 @@ fn many_tasks_complete_in_the_order_their_gates_open() {
         assert_eq!(drops.get(), n);
     });
 }
+
+/// Panics when dropped.
+struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("output drop panics");
+    }
+}
+
+#[test]
+fn an_output_whose_drop_panics_neither_escapes_the_set_nor_keeps_the_others_running() {
+    with_timeout(DEADLINE, || {
+        let rt = runtime(2);
+        let drops = Counter::new();
+        let finished = Counter::new();
+        let mut set = JoinSet::new();
+        let done = finished.clone();
+        set.spawn_on(
+            async move {
+                done.inc();
+                Some(PanicOnDrop)
+            },
+            rt.handle(),
+        );
+        for _ in 0..3 {
+            let guard = DropCount(drops.clone());
+            set.spawn_on(
+                async move {
+                    let _guard = guard;
+                    pending::<()>().await;
+                    None
+                },
+                rt.handle(),
+            );
+        }
+        wait_until("the first task ran", || finished.get() == 1);
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(set)));
+        assert!(
+            dropped.is_ok(),
+            "the runtime contains a panic in an output's drop"
+        );
+        wait_until("the pending tasks were aborted", || drops.get() == 3);
+    });
+}
