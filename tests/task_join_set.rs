@@ -81,7 +81,10 @@ fn ids_match_the_spawned_tasks() {
         let rt = runtime(2);
         let mut set = JoinSet::new();
         let ids: Vec<task::Id> = (0..4u32)
-            .map(|i| set.spawn_on(async move { (task::id(), i) }, rt.handle()))
+            .map(|i| {
+                set.spawn_on(async move { (task::id(), i) }, rt.handle())
+                    .id()
+            })
             .collect();
         let mut seen = Vec::new();
         while let Some(res) = rt.block_on(set.join_next_with_id()) {
@@ -168,6 +171,59 @@ fn abort_all_cancels_the_unfinished_tasks_and_keeps_the_finished_outputs() {
         assert_eq!(cancelled, 5);
         assert_eq!(drops.get(), 5);
         assert!(set.is_empty());
+    });
+}
+
+#[test]
+fn abort_handles_cancel_single_tasks() {
+    with_timeout(DEADLINE, || {
+        let rt = runtime(2);
+        let drops = Counter::new();
+        let mut set = JoinSet::new();
+        let gates: Vec<Gate> = (0..8).map(|_| Gate::new()).collect();
+        let mut aborts = Vec::new();
+        for (i, gate) in gates.iter().enumerate() {
+            let (wait, guard) = (gate.wait(), DropCount(drops.clone()));
+            aborts.push(set.spawn_on(
+                async move {
+                    let _guard = guard;
+                    wait.await;
+                    i
+                },
+                rt.handle(),
+            ));
+        }
+        // Abort the odd tasks; open the even ones' gates.
+        for (i, abort) in aborts.iter().enumerate() {
+            if i % 2 == 1 {
+                abort.abort();
+            } else {
+                gates[i].open();
+            }
+        }
+        let (mut outputs, mut cancelled) = (Vec::new(), Vec::new());
+        while let Some(res) = rt.block_on(set.join_next_with_id()) {
+            match res {
+                Ok((_, i)) => outputs.push(i),
+                Err(err) => {
+                    assert!(err.is_cancelled(), "{err}");
+                    cancelled.push(err.id());
+                }
+            }
+        }
+        outputs.sort();
+        assert_eq!(outputs, [0, 2, 4, 6]);
+        let mut odd: Vec<_> = aborts.iter().skip(1).step_by(2).map(|a| a.id()).collect();
+        odd.sort_by_key(|id| id.to_string());
+        cancelled.sort_by_key(|id| id.to_string());
+        assert_eq!(cancelled, odd);
+        assert_eq!(drops.get(), 8);
+        // The handles outlive the set's entries and the tasks: aborting now does nothing.
+        assert!(aborts.iter().all(|a| a.is_finished()));
+        aborts.iter().for_each(|a| a.abort());
+        let clone = aborts[0].clone();
+        drop(aborts);
+        assert!(clone.is_finished());
     });
 }
 

@@ -8,7 +8,7 @@
 //! The ready list holds `Arc`s of entry wakers, which hold the list: the cycle is broken when
 //! the set drops (the list is emptied and closed, so later wakes push nothing).
 
-use super::{Builder, Id, JoinError, JoinHandle, TaskBudget};
+use super::{AbortHandle, Builder, Id, JoinError, JoinHandle, TaskBudget};
 use crate::memory::MkAllocError;
 use crate::runtime::Handle;
 use std::collections::VecDeque;
@@ -147,9 +147,9 @@ impl<T> JoinSet<T> {
         self.len == 0
     }
 
-    /// Adds a spawned task's handle to the set; its id.
-    fn insert(&mut self, handle: JoinHandle<T>) -> Id {
-        let id = handle.id();
+    /// Adds a spawned task's handle to the set; a handle that aborts it.
+    fn insert(&mut self, handle: JoinHandle<T>) -> AbortHandle {
+        let abort = handle.abort_handle();
         let key = self.free.pop().unwrap_or(self.entries.len());
         let notify = Arc::new(Notify {
             key,
@@ -169,7 +169,7 @@ impl<T> JoinSet<T> {
             self.entries[key] = Some(entry);
         }
         self.len += 1;
-        id
+        abort
     }
 
     fn remove(&mut self, key: usize) -> Entry<T> {
@@ -330,12 +330,12 @@ impl<T> JoinSet<T> {
 }
 
 impl<T: Send + 'static> JoinSet<T> {
-    /// Spawns `future` on the current runtime and adds it to the set; the task's id.
+    /// Spawns `future` on the current runtime and adds it to the set; a handle that aborts the task.
     ///
     /// # Panics
     /// Outside a runtime, like [`spawn`](crate::spawn); use [`spawn_on`](Self::spawn_on) there.
     #[track_caller]
-    pub fn spawn<F>(&mut self, future: F) -> Id
+    pub fn spawn<F>(&mut self, future: F) -> AbortHandle
     where
         F: Future<Output = T> + Send + 'static,
     {
@@ -343,8 +343,8 @@ impl<T: Send + 'static> JoinSet<T> {
     }
 
     /// Spawns `future` on the runtime of `handle` (from anywhere, also outside the runtime)
-    /// and adds it to the set; the task's id.
-    pub fn spawn_on<F>(&mut self, future: F, handle: &Handle) -> Id
+    /// and adds it to the set; a handle that aborts the task.
+    pub fn spawn_on<F>(&mut self, future: F, handle: &Handle) -> AbortHandle
     where
         F: Future<Output = T> + Send + 'static,
     {
@@ -354,12 +354,12 @@ impl<T: Send + 'static> JoinSet<T> {
     /// Spawns `future` with its own budget, as
     /// [`spawn_with_budget`](crate::task::spawn_with_budget) does (bytes: a child of the
     /// spawner's budget; or an existing [`MkBudget`](crate::memory::MkBudget)), and adds it to
-    /// the set; the task's id.
+    /// the set; a handle that aborts the task.
     ///
     /// # Panics
     /// Outside a runtime, like [`spawn`](crate::spawn).
     #[track_caller]
-    pub fn spawn_with_budget<F>(&mut self, budget: impl Into<TaskBudget>, future: F) -> Id
+    pub fn spawn_with_budget<F>(&mut self, budget: impl Into<TaskBudget>, future: F) -> AbortHandle
     where
         F: Future<Output = T> + Send + 'static,
     {
@@ -370,7 +370,7 @@ impl<T: Send + 'static> JoinSet<T> {
     }
 
     /// Spawns `future` as `builder` says (name, budget, policy, reservation) and adds it to
-    /// the set; the task's id.
+    /// the set; a handle that aborts the task.
     ///
     /// # Errors
     /// `ExceedsLimit` if the builder's reservation can never fit under the parent budget;
@@ -379,20 +379,24 @@ impl<T: Send + 'static> JoinSet<T> {
     /// # Panics
     /// Outside a runtime, like [`spawn`](crate::spawn).
     #[track_caller]
-    pub fn spawn_with<F>(&mut self, builder: Builder, future: F) -> Result<Id, MkAllocError>
+    pub fn spawn_with<F>(
+        &mut self,
+        builder: Builder,
+        future: F,
+    ) -> Result<AbortHandle, MkAllocError>
     where
         F: Future<Output = T> + Send + 'static,
     {
         Ok(self.insert(builder.spawn(future)?))
     }
 
-    /// Runs `f` on the current runtime's blocking pool and adds it to the set; the task's id.
+    /// Runs `f` on the current runtime's blocking pool and adds it to the set; a handle that aborts the task.
     /// Aborting it has no effect once it started running.
     ///
     /// # Panics
     /// Outside a runtime, like [`spawn_blocking`](crate::spawn_blocking).
     #[track_caller]
-    pub fn spawn_blocking<F>(&mut self, f: F) -> Id
+    pub fn spawn_blocking<F>(&mut self, f: F) -> AbortHandle
     where
         F: FnOnce() -> T + Send + 'static,
     {
@@ -401,7 +405,7 @@ impl<T: Send + 'static> JoinSet<T> {
 
     /// Runs `f` on the blocking pool of `handle`'s runtime and adds it to the set; the task's
     /// id.
-    pub fn spawn_blocking_on<F>(&mut self, f: F, handle: &Handle) -> Id
+    pub fn spawn_blocking_on<F>(&mut self, f: F, handle: &Handle) -> AbortHandle
     where
         F: FnOnce() -> T + Send + 'static,
     {

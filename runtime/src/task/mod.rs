@@ -4,6 +4,7 @@
 //! Invariants of the unsafe calls here: `new_task` hands out exactly the three references a new
 //! task starts with; the current task (from the thread's context) is alive while it is polled.
 
+mod abort;
 mod builder;
 mod error;
 mod header;
@@ -20,6 +21,7 @@ mod yield_now;
 #[cfg(all(test, loom))]
 mod loom_model;
 
+pub use abort::AbortHandle;
 pub use builder::{name, spawn_with_budget, Builder, TaskBudget};
 pub use error::JoinError;
 pub use id::Id;
