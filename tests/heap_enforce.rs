@@ -124,24 +124,7 @@ fn wait_holds_new_tasks_back_while_the_budget_is_full_and_runs_them_all() {
 fn a_task_parked_for_memory_resumes_when_another_releases() {
     let rt = Builder::new().worker_threads(2).build().unwrap();
     let budget = MkBudget::new(2 << 20);
-    let release = Arc::new(tokio_like_notify::Notify::default());
-    let holder = {
-        let release = release.clone();
-        task::Builder::new()
-            .budget(&budget)
-            .spawn_on(
-                async move {
-                    let held = vec![0u8; (3 << 20) / 2];
-                    release.notified().await;
-                    held.len()
-                },
-                rt.handle(),
-            )
-            .unwrap()
-    };
-    while budget.used() < 1 << 20 {
-        std::thread::yield_now();
-    }
+    let (holder, release) = hold_memory(&rt, &budget);
     let grower = task::Builder::new()
         .budget(&budget)
         .spawn_on(
@@ -161,6 +144,36 @@ fn a_task_parked_for_memory_resumes_when_another_releases() {
     assert_eq!(rt.block_on(holder).unwrap(), (3 << 20) / 2);
     assert_eq!(rt.block_on(grower).unwrap(), 1 << 20);
     assert_eq!((budget.used(), budget.parked()), (0, 0));
+}
+
+/// Spawns a task under `budget` that holds 1.5 MiB until notified, and waits until its memory
+/// is counted.
+fn hold_memory(
+    rt: &memkit_async::Runtime,
+    budget: &MkBudget,
+) -> (
+    memkit_async::task::JoinHandle<usize>,
+    Arc<tokio_like_notify::Notify>,
+) {
+    let release = Arc::new(tokio_like_notify::Notify::default());
+    let holder = {
+        let release = release.clone();
+        task::Builder::new()
+            .budget(budget)
+            .spawn_on(
+                async move {
+                    let held = vec![0u8; (3 << 20) / 2];
+                    release.notified().await;
+                    held.len()
+                },
+                rt.handle(),
+            )
+            .unwrap()
+    };
+    while budget.used() < 1 << 20 {
+        std::thread::yield_now();
+    }
+    (holder, release)
 }
 
 /// A one-shot notification for the tests (std only).
@@ -380,4 +393,142 @@ fn spawn_blocking_is_charged_to_the_spawning_task_budget() {
         0,
         "credited once the task dropped the vector and the pool its task"
     );
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "spawns worker threads")]
+fn allocations_made_unattributed_stay_off_the_task_budget_for_their_whole_life() {
+    static REGISTRY: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let rt = Builder::new().worker_threads(1).build().unwrap();
+    let budget = MkBudget::new(1 << 20);
+    let task = task::Builder::new()
+        .budget(&budget)
+        .spawn_on(
+            async {
+                let charged = "charged".repeat(100);
+                // Published when the poll ends.
+                yield_now().await;
+                let before = MkBudget::current().unwrap().used();
+                memkit_async::heap::unattributed(|| {
+                    let mut registry = REGISTRY.lock().unwrap();
+                    registry.reserve_exact(1);
+                    registry.push("registered".repeat(100));
+                    // A free inside is still credited to whoever paid.
+                    drop(charged);
+                });
+                yield_now().await;
+                before - MkBudget::current().unwrap().used()
+            },
+            rt.handle(),
+        )
+        .unwrap();
+    let credited = rt.block_on(task).unwrap();
+    assert_eq!(credited, cost(700), "the String freed inside was credited");
+    drop(rt);
+    assert_eq!(REGISTRY.lock().unwrap()[0].len(), 1000);
+    assert_eq!(
+        budget.used(),
+        0,
+        "the registry's vector and string, alive after the task, are not the task's"
+    );
+}
+
+/// Runs `f` on a thread and gives up after `limit`, so a hang fails the test instead of CI.
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .expect("did not finish within its bound: a hang")
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "spawns worker threads")]
+fn a_wait_request_is_granted_when_heap_memory_on_its_budget_is_freed() {
+    within(Duration::from_secs(20), || {
+        let rt = Builder::new().worker_threads(2).build().unwrap();
+        let budget = MkBudget::new(1 << 20);
+        // Bounded: its slot is allocated here, not by the first send inside the task.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+        // A task fills the budget with a plain vector and hands it to a std thread.
+        let filler = task::Builder::new()
+            .budget(&budget)
+            .spawn_on(
+                async move {
+                    tx.send(vec![7u8; 900 << 10]).unwrap();
+                },
+                rt.handle(),
+            )
+            .unwrap();
+        rt.block_on(filler).unwrap();
+        assert_eq!(budget.used(), cost(900 << 10));
+        // A request that does not fit now waits in the budget's queue.
+        let waiter = {
+            let budget = budget.clone();
+            rt.spawn(async move { budget.acquire(512 << 10).await.map(|g| g.bytes()) })
+        };
+        while budget.waiting() == 0 {
+            std::thread::yield_now();
+        }
+        // Freed on a thread the runtime never sees: no guard is released through the budget.
+        drop(rx.recv().unwrap());
+        assert_eq!(rt.block_on(waiter).unwrap().unwrap(), 512 << 10);
+        assert_eq!((budget.used(), budget.waiting()), (0, 0));
+    });
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "spawns worker threads")]
+fn a_parent_awaiting_a_child_held_for_admission_does_not_wait_forever() {
+    within(Duration::from_secs(20), || {
+        let rt = Builder::new().worker_threads(2).build().unwrap();
+        let budget = MkBudget::new(1 << 20);
+        let parent = task::Builder::new()
+            .budget(&budget)
+            .spawn_on(
+                async move {
+                    // Over the limit, and kept until the child is done.
+                    let held = vec![1u8; (3 << 20) / 2];
+                    yield_now().await;
+                    // The child inherits the full budget: held back from starting, while the
+                    // parent, waiting for it, is not held and frees nothing.
+                    let child = memkit_async::spawn(async { vec![2u8; 4096].len() });
+                    child.await.unwrap() + held.len()
+                },
+                rt.handle(),
+            )
+            .unwrap();
+        assert_eq!(rt.block_on(parent).unwrap(), 4096 + (3 << 20) / 2);
+        assert_eq!((budget.used(), budget.parked()), (0, 0));
+    });
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "spawns worker threads")]
+fn a_task_aborted_while_held_for_memory_ends_cancelled() {
+    within(Duration::from_secs(20), || {
+        let rt = Builder::new().worker_threads(1).build().unwrap();
+        let budget = MkBudget::new(1 << 20);
+        let (holder, release) = hold_memory(&rt, &budget);
+        let polled = Arc::new(AtomicUsize::new(0));
+        let waiting = {
+            let polled = polled.clone();
+            task::Builder::new()
+                .budget(&budget)
+                .spawn_on(async move { polled.fetch_add(1, SeqCst) }, rt.handle())
+                .unwrap()
+        };
+        while budget.parked() == 0 {
+            std::thread::yield_now();
+        }
+        waiting.abort();
+        let err = rt.block_on(waiting).unwrap_err();
+        assert!(err.is_cancelled() && !err.is_memory_exceeded(), "{err}");
+        assert_eq!(polled.load(SeqCst), 0, "never started");
+        assert_eq!(budget.parked(), 0);
+        release.notify();
+        assert_eq!(rt.block_on(holder).unwrap(), (3 << 20) / 2);
+        assert_eq!(budget.used(), 0);
+    });
 }

@@ -280,6 +280,33 @@ impl Drop for WorkerShard {
     }
 }
 
+/// While alive, this thread's allocations are unattributed: no account is current. Restores the
+/// previous account when dropped, on unwinding too.
+pub(crate) struct Detached {
+    prev: *const Account,
+}
+
+pub(crate) fn detach() -> Detached {
+    let prev = with_local(|l| {
+        l.flush();
+        l.current.replace(ptr::null())
+    });
+    Detached {
+        prev: prev.unwrap_or(ptr::null()),
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let _ = with_local(|l| {
+            l.flush();
+            // The scope that made `prev` current is still active (it encloses this guard), so
+            // its owner still holds `prev`.
+            l.current.set(self.prev);
+        });
+    }
+}
+
 /// Runs `f` with this thread's state; `None` only if the platform cannot give it.
 #[inline(always)]
 pub(crate) fn with_local<R>(f: impl FnOnce(&Local) -> R) -> Option<R> {

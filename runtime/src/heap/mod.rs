@@ -27,3 +27,29 @@ pub(crate) use local::{engine, enter_worker, exempt, Scope};
 pub fn unattributed_bytes() -> i64 {
     local::unattributed_bytes()
 }
+
+/// Runs `f` with its allocations unattributed: memory `f` allocates is counted as
+/// [`unattributed_bytes`], not charged to the task being polled (nor enforced against its
+/// budget), however long it lives. Frees inside `f` are still credited to whoever paid.
+///
+/// For the few allocations a task makes on behalf of the whole process, such as an entry in a
+/// process-wide registry that outlives the task, which would otherwise stay charged to the
+/// task's budget after the task is gone.
+///
+/// ```
+/// use std::sync::Mutex;
+///
+/// static NAMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+///
+/// let rt = memkit_async_runtime::Runtime::new().unwrap();
+/// rt.block_on(async {
+///     memkit_async_runtime::heap::unattributed(|| {
+///         NAMES.lock().unwrap().push("registered by a task".to_string())
+///     });
+/// });
+/// assert_eq!(NAMES.lock().unwrap().len(), 1);
+/// ```
+pub fn unattributed<R>(f: impl FnOnce() -> R) -> R {
+    let _detached = local::detach();
+    f()
+}

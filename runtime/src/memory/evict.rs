@@ -43,16 +43,7 @@ impl MkBudget {
         let mut full = full.clone();
         loop {
             let wanted = bytes.saturating_sub(full.limit().saturating_sub(full.used()));
-            let consumers: Vec<Arc<dyn MkEvictable>> = self
-                .ancestors()
-                .take_while_inclusive(&full)
-                .flat_map(|b| {
-                    lock(&b.inner.evictables)
-                        .iter()
-                        .filter_map(Weak::upgrade)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            let consumers = self.evictables_up_to(&full);
             let mut freed = 0;
             for consumer in consumers {
                 freed += consumer.evict(wanted.max(1));
@@ -78,16 +69,7 @@ impl MkBudget {
             if over == 0 {
                 return true;
             }
-            let consumers: Vec<Arc<dyn MkEvictable>> = from
-                .ancestors()
-                .take_while_inclusive(self)
-                .flat_map(|b| {
-                    lock(&b.inner.evictables)
-                        .iter()
-                        .filter_map(Weak::upgrade)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            let consumers = from.evictables_up_to(self);
             let freed: usize = consumers.iter().map(|c| c.evict(over)).sum();
             if freed == 0 {
                 return self.used() <= self.limit();
@@ -109,3 +91,19 @@ trait TakeWhileInclusive<'a>: Iterator<Item = &'a MkBudget> + Sized {
 }
 
 impl<'a, I: Iterator<Item = &'a MkBudget>> TakeWhileInclusive<'a> for I {}
+
+impl MkBudget {
+    /// The live consumers registered on the budgets from this one up to `last`, in that
+    /// order, collected so that none of them runs under a budget's lock.
+    fn evictables_up_to(&self, last: &MkBudget) -> Vec<Arc<dyn MkEvictable>> {
+        self.ancestors()
+            .take_while_inclusive(last)
+            .flat_map(|b| {
+                lock(&b.inner.evictables)
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}

@@ -12,6 +12,7 @@ mod error;
 mod evict;
 mod frame;
 mod guard;
+pub(crate) mod heap_waiters;
 #[cfg(all(test, loom))]
 mod loom_budget;
 #[cfg(all(test, loom))]

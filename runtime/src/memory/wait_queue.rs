@@ -11,7 +11,7 @@ use crate::sync::{load_store_buffered, lock, Ordering::SeqCst};
 use std::sync::Arc;
 
 impl MkBudget {
-    pub(super) fn serve_if_waiting(&self) {
+    pub(crate) fn serve_if_waiting(&self) {
         // Pairs with the `SeqCst` increment in `enqueue`: either we see the waiter, or it sees
         // the released bytes when it re-checks.
         if load_store_buffered(&self.inner.num_waiting) > 0 {
@@ -32,6 +32,8 @@ impl MkBudget {
             queue.push_back(waiter);
             self.inner.num_waiting.fetch_add(1, SeqCst);
         }
+        // Heap frees lower this budget's count without a release through it.
+        super::heap_waiters::list(self);
         self.serve_waiters();
     }
 

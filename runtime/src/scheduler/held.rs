@@ -12,6 +12,12 @@
 //! - every live task charged under the holding budget is held (nothing left that could release
 //!   memory): the oldest that has started runs one poll regardless (the oldest not started if
 //!   none has), so memory pressure alone never deadlocks;
+//! - the budget's memory has not gone down and none of its held tasks was released for
+//!   `STUCK`: the same task runs one poll. Live tasks that are not held may be waiting on a
+//!   held one (a parent awaiting a child not yet admitted, a receiver whose sender is parked),
+//!   a dependency the scheduler cannot see; without this a program could wait forever. The
+//!   budget then goes over its limit by what that one poll allocates, and the stall report
+//!   shows it;
 //! - its `Timeout` ran out (it is then cancelled with a memory-exceeded error), or it was
 //!   aborted.
 //!
@@ -32,6 +38,9 @@ use std::time::{Duration, Instant};
 
 /// How often a sleeping worker wakes to look at held tasks.
 pub(crate) const RECHECK: Duration = Duration::from_millis(10);
+/// How long a budget may hold tasks with no memory coming back and no task released before
+/// the oldest held task runs one poll regardless.
+pub(crate) const STUCK: Duration = Duration::from_millis(100);
 
 struct Entry {
     task: Notified,
@@ -45,6 +54,10 @@ struct Queue {
     /// The budget over its limit that holds these tasks.
     budget: MkBudget,
     entries: VecDeque<Entry>,
+    /// When the budget last made progress (memory came back, or a task was released).
+    progress_at: Instant,
+    /// The budget's lowest `used` since `progress_at`.
+    low_used: usize,
 }
 
 pub(crate) struct Held {
@@ -84,24 +97,28 @@ impl Held {
         self.stalls.load(Relaxed)
     }
 
-    /// Holds `task` (charged to `charged`) because `budget` is over its limit.
-    pub(crate) fn hold(&self, task: Notified, charged: MkBudget, budget: MkBudget) {
+    /// Holds `task` (charged to `charged`) because `budget` is over its limit; `true` if no
+    /// task was held before (sleeping workers do not look at the queue yet).
+    pub(crate) fn hold(&self, task: Notified, charged: MkBudget, budget: MkBudget) -> bool {
         charged.count_held(1);
+        let now = Instant::now();
         let entry = Entry {
             task,
             charged,
-            since: Instant::now(),
+            since: now,
             reported: false,
         };
         let mut queues = lock_std(&self.queues);
         match queues.iter_mut().find(|q| q.budget.same(&budget)) {
             Some(q) => q.entries.push_back(entry),
             None => queues.push(Queue {
+                low_used: budget.used(),
                 budget,
                 entries: VecDeque::from([entry]),
+                progress_at: now,
             }),
         }
-        self.len.fetch_add(1, SeqCst);
+        self.len.fetch_add(1, SeqCst) == 0
     }
 
     /// Releases what can run now; `run` schedules each released task (called with no lock
@@ -202,11 +219,23 @@ impl Held {
                 }
             }
         }
-        // Nothing under the budget can release memory any more: the oldest task that has
-        // started runs one poll (it may finish and free what it holds; starting a new task
-        // could only take more), else the oldest not started.
+        // Nothing under the budget can release memory any more (every task held), or nothing
+        // has for `STUCK`: the oldest task that has started runs one poll (it may finish and
+        // free what it holds; starting a new task could only take more), else the oldest not
+        // started.
+        let used = q.budget.used();
+        if released.len() > before || used < q.low_used {
+            q.progress_at = now;
+            q.low_used = used;
+        }
+        let stuck = now.saturating_duration_since(q.progress_at) >= STUCK;
         let none_released = released.len() == before;
-        if none_released && !q.entries.is_empty() && q.budget.tasks() <= q.budget.parked() {
+        if none_released
+            && !q.entries.is_empty()
+            && (q.budget.tasks() <= q.budget.parked() || stuck)
+        {
+            q.progress_at = now;
+            q.low_used = used;
             let first_started = q.entries.iter().position(started);
             let entry = q
                 .entries

@@ -241,7 +241,11 @@ impl Schedule for Handle {
         charged: MkBudget,
         budget: MkBudget,
     ) -> Result<(), Notified> {
-        self.shared.held.hold(task, charged, budget);
+        if self.shared.held.hold(task, charged, budget) {
+            // The worker asleep in the driver may have gone to sleep with no time limit: wake
+            // it, so that it sleeps again looking at the held tasks every `RECHECK`.
+            self.shared.driver.wake();
+        }
         // Release it at once if the budget emptied or nothing else can release memory.
         self.serve_held();
         Ok(())
@@ -249,6 +253,11 @@ impl Schedule for Handle {
 }
 
 impl Handle {
+    /// Interrupts the wait of the worker asleep in the driver, if one is.
+    pub(crate) fn wake_driver(&self) {
+        self.shared.driver.wake();
+    }
+
     /// Schedules the held tasks that may run now.
     pub(crate) fn serve_held(&self) {
         self.shared

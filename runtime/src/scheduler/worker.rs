@@ -7,6 +7,7 @@
 use super::Shared;
 use crate::context;
 use crate::heap;
+use crate::memory::heap_waiters;
 use crate::runtime::Handle;
 use crate::task::Notified;
 use crossbeam_deque::{Steal, Worker};
@@ -14,6 +15,7 @@ use crossbeam_utils::sync::Parker;
 use std::cell::Cell;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// How often the injector is checked before the local queue, so remote spawns are not starved
 /// by tasks that keep re-queueing locally.
@@ -34,6 +36,8 @@ pub(crate) struct Core {
     lifo_polls: Cell<u32>,
     searching: Cell<bool>,
     tick: Cell<u32>,
+    /// When this worker last served budgets waiting for heap memory.
+    waiters_served: Cell<Instant>,
     rng: Cell<u64>,
     parker: Parker,
 }
@@ -48,6 +52,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>, pa
         lifo_polls: Cell::new(0),
         searching: Cell::new(false),
         tick: Cell::new(0),
+        waiters_served: Cell::new(Instant::now()),
         rng: Cell::new(
             0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F),
         ),
@@ -92,6 +97,15 @@ impl Core {
         if self.shared.held.len() != 0 {
             // The poll may have released memory that held tasks wait for.
             self.serve_held();
+        }
+        if heap_waiters::any() {
+            // Or heap memory that requests queued on a budget wait for.
+            let now = Instant::now();
+            if now.saturating_duration_since(self.waiters_served.get()) >= heap_waiters::SERVE_EVERY
+            {
+                self.waiters_served.set(now);
+                heap_waiters::serve();
+            }
         }
     }
 
@@ -168,6 +182,9 @@ impl Core {
 
     fn park(&self) {
         let shared = &*self.shared;
+        if heap_waiters::any() {
+            heap_waiters::serve();
+        }
         if shared.held.len() != 0 {
             self.serve_held();
             if !self.local.is_empty() {
@@ -189,7 +206,8 @@ impl Core {
             // This worker blocks in the driver until a timer, I/O or a notification.
             // While tasks are held for memory, look again every `RECHECK`: memory freed by
             // threads outside the runtime reaches no worker otherwise.
-            let cap = (shared.held.len() != 0).then_some(super::held::RECHECK);
+            let cap =
+                (shared.held.len() != 0 || heap_waiters::any()).then_some(super::held::RECHECK);
             shared.driver.park(&mut poller, self.index, cap, || {
                 shared.idle.is_sleeping(self.index) && !shared.is_shutdown()
             });

@@ -220,8 +220,11 @@ where
     let header = &cell.head.header;
     let state = &header.state;
     // Memory pressure (with heap accounting): hold the task back, or cancel it, before it runs.
+    // An aborted task is not held: this poll drops its future, which is how its memory comes
+    // back (the held queue releases aborted tasks, so holding them again would never end).
     let mut memory_error = None;
-    if let Some(memory) = header.memory() {
+    let aborted = header.memory().is_some() && state.load().is_cancelled();
+    if let Some(memory) = header.memory().filter(|_| !aborted) {
         match memory.gate(header.id) {
             Gate::Poll => {}
             Gate::Hold(budget) => {
