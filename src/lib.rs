@@ -28,7 +28,8 @@ pub mod tokio;
 
 pub use barrier::{MkAsyncBarrier, MkBarrierWait, MkBarrierWaitResult};
 pub use channel::{
-    MkAsyncChannel, MkAsyncReceiver, MkAsyncSender, MkSendError, MkTryRecvError, MkTrySendError,
+    MkAsyncChannel, MkAsyncReceiver, MkAsyncSender, MkSendError, MkSendPermit, MkSendPermits,
+    MkTryRecvError, MkTrySendError, MkWeakSender,
 };
 pub use pool::{MkAsyncPool, MkPoolAcquire, MkPoolBuilder, MkPoolError, MkPoolGuard};
 pub use semaphore::{
