@@ -15,6 +15,8 @@ mod registration;
 pub use interest::Interest;
 pub use ready::Ready;
 
+#[cfg(all(feature = "signal", unix))]
+pub(crate) use reactor::shutdown_error;
 pub(crate) use reactor::Reactor;
 pub(crate) use readiness::Direction;
 pub(crate) use registration::PollEvented;
