@@ -6,8 +6,9 @@
 //! invariant is that the buffer and its length describe the same live, writable struct.
 
 // Miri has no network sockets: `socket` needs isolation off, and even then `connect`,
-// `sendto` and the rest are unsupported foreign calls.
-#![cfg(not(miri))]
+// `sendto` and the rest are unsupported foreign calls. `SO_REUSEPORT` and the descriptor
+// checks are Unix's.
+#![cfg(all(unix, not(miri)))]
 
 mod common;
 

@@ -105,13 +105,19 @@ impl TcpSocket {
 
     /// Sets `SO_REUSEPORT`: several sockets (each with the option set) may bind the same
     /// address and port, and the kernel spreads incoming connections among their listeners.
-    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    #[cfg(all(
+        unix,
+        not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
+    ))]
     pub fn set_reuseport(&self, reuseport: bool) -> io::Result<()> {
         self.inner.set_reuse_port(reuseport)
     }
 
     /// The `SO_REUSEPORT` setting.
-    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    #[cfg(all(
+        unix,
+        not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
+    ))]
     pub fn reuseport(&self) -> io::Result<bool> {
         self.inner.reuse_port()
     }
