@@ -48,6 +48,6 @@ pub use memkit_async_runtime::memory::{
 #[cfg(all(feature = "signal", unix))]
 pub use memkit_async_runtime::signal;
 pub use memkit_async_runtime::{
-    heap, memory, net, runtime, spawn, spawn_blocking, spawn_with_budget, task, time, Builder,
+    heap, io, memory, net, runtime, spawn, spawn_blocking, spawn_with_budget, task, time, Builder,
     Handle, JoinError, JoinHandle, Runtime,
 };
