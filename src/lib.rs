@@ -28,7 +28,8 @@ pub mod tokio;
 
 pub use barrier::{MkAsyncBarrier, MkBarrierWait, MkBarrierWaitResult};
 pub use channel::{
-    MkAsyncChannel, MkAsyncReceiver, MkAsyncSender, MkSendError, MkTryRecvError, MkTrySendError,
+    MkAsyncChannel, MkAsyncReceiver, MkAsyncSender, MkSendError, MkSendPermit, MkSendPermits,
+    MkTryRecvError, MkTrySendError, MkWeakSender,
 };
 pub use pool::{MkAsyncPool, MkPoolAcquire, MkPoolBuilder, MkPoolError, MkPoolGuard};
 pub use semaphore::{
@@ -47,6 +48,6 @@ pub use memkit_async_runtime::memory::{
 #[cfg(all(feature = "signal", unix))]
 pub use memkit_async_runtime::signal;
 pub use memkit_async_runtime::{
-    heap, memory, net, runtime, spawn, spawn_blocking, spawn_with_budget, task, time, Builder,
+    heap, io, memory, net, runtime, spawn, spawn_blocking, spawn_with_budget, task, time, Builder,
     Handle, JoinError, JoinHandle, Runtime,
 };

@@ -21,7 +21,7 @@ mod blocking;
 mod context;
 mod driver;
 pub mod heap;
-mod io;
+pub mod io;
 pub mod memory;
 pub mod net;
 pub mod runtime;

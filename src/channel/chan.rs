@@ -18,6 +18,8 @@ use std::task::{Context, Poll, Waker};
 struct Queued<T> {
     value: T,
     charge: MkBudgetGuard,
+    /// Bytes taken on top of a reservation, for a message larger than reserved.
+    extra: Option<MkBudgetGuard>,
 }
 
 struct State<T> {
@@ -38,12 +40,15 @@ pub(super) struct Chan<T> {
     pub(super) budget: MkBudget,
     /// Units a message counts against the budget (bytes, or 1 per message).
     pub(super) measure: fn(&T) -> usize,
+    /// Units a reservation takes per message (1 when messages are counted, the size of a
+    /// message's own value when bytes are).
+    pub(super) unit: usize,
     pub(super) close_signal: CloseSignal,
 }
 
 impl<T: Send + 'static> Chan<T> {
     /// A channel bounded by `budget`; it offers its queue to the budget's `Evict` requests.
-    pub(super) fn new(budget: MkBudget, measure: fn(&T) -> usize) -> Arc<Chan<T>> {
+    pub(super) fn new(budget: MkBudget, measure: fn(&T) -> usize, unit: usize) -> Arc<Chan<T>> {
         let chan = Arc::new(Chan {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -54,6 +59,7 @@ impl<T: Send + 'static> Chan<T> {
             senders: AtomicUsize::new(1),
             budget,
             measure,
+            unit,
             close_signal: CloseSignal::default(),
         });
         let evictable: Arc<dyn MkEvictable> = chan.clone();
@@ -75,14 +81,28 @@ impl<T> Chan<T> {
     /// Queues `value` with its charge and wakes the receiver; gives the value back if the
     /// channel is closed (the charge is then released).
     pub(super) fn push(&self, value: T, charge: MkBudgetGuard) -> Result<(), T> {
+        self.push_topped_up(value, charge, None)
+    }
+
+    /// `push`, with `extra` bytes taken on top of a reservation's `charge`.
+    pub(super) fn push_topped_up(
+        &self,
+        value: T,
+        charge: MkBudgetGuard,
+        extra: Option<MkBudgetGuard>,
+    ) -> Result<(), T> {
         let waker = {
             let mut state = self.lock();
             if state.closed {
                 drop(state);
-                drop(charge);
+                drop((charge, extra));
                 return Err(value);
             }
-            state.queue.push_back(Queued { value, charge });
+            state.queue.push_back(Queued {
+                value,
+                charge,
+                extra,
+            });
             state.rx_waker.take()
         };
         if let Some(waker) = waker {
@@ -116,6 +136,51 @@ impl<T> Chan<T> {
             };
             Poll::Ready(Some(queued.release()))
         })
+    }
+
+    /// Moves up to `limit` queued messages into `buf`, oldest first; waits (registering the
+    /// receiver's waker) while none is queued and one may come. `Ready(0)` once none can come,
+    /// or at once for `limit == 0`.
+    pub(super) fn poll_pop_many(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<T>,
+        limit: usize,
+    ) -> Poll<usize> {
+        if limit == 0 {
+            return Poll::Ready(0);
+        }
+        let taken: Vec<Queued<T>> = {
+            let mut state = self.lock();
+            if state.queue.is_empty() {
+                drop(state);
+                return match self.poll_pop(cx) {
+                    Poll::Ready(Some(value)) => {
+                        buf.push(value);
+                        let more = self.take_now(limit - 1);
+                        let n = 1 + more.len();
+                        buf.extend(more.into_iter().map(Queued::release));
+                        Poll::Ready(n)
+                    }
+                    Poll::Ready(None) => Poll::Ready(0),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            let n = limit.min(state.queue.len());
+            state.queue.drain(..n).collect()
+        };
+        let n = taken.len();
+        // Outside the lock: releasing the bytes serves parked senders.
+        buf.reserve(n);
+        buf.extend(taken.into_iter().map(Queued::release));
+        Poll::Ready(n)
+    }
+
+    /// Up to `limit` queued messages, oldest first, without waiting.
+    fn take_now(&self, limit: usize) -> Vec<Queued<T>> {
+        let mut state = self.lock();
+        let n = limit.min(state.queue.len());
+        state.queue.drain(..n).collect()
     }
 
     pub(super) fn try_pop(&self) -> Result<T, MkTryRecvError> {
@@ -157,15 +222,38 @@ impl<T> Chan<T> {
         self.close_signal.close();
     }
 
-    /// Closes the channel and drops every queued message (the receiver is gone).
+    /// Closes the channel, drops every queued message and lets go of the receiver's waker (the
+    /// receiver is gone: nothing may wake, or keep alive, the task that last polled it).
     pub(super) fn close_and_drain(&self) {
         self.close();
-        let queue = std::mem::take(&mut self.lock().queue);
+        let (queue, waker) = {
+            let mut state = self.lock();
+            (std::mem::take(&mut state.queue), state.rx_waker.take())
+        };
         drop(queue);
+        drop(waker);
     }
 
     pub(super) fn add_sender(&self) {
         self.senders.fetch_add(1, SeqCst);
+    }
+
+    /// Counts one more sender unless every sender is gone (then the stream has ended, or will,
+    /// and must stay ended): `false` then.
+    pub(super) fn add_sender_if_any(&self) -> bool {
+        let mut n = self.senders.load(SeqCst);
+        while n > 0 {
+            match self.senders.compare_exchange(n, n + 1, SeqCst, SeqCst) {
+                Ok(_) => return true,
+                Err(now) => n = now,
+            }
+        }
+        false
+    }
+
+    /// Live sender handles.
+    pub(super) fn senders(&self) -> usize {
+        self.senders.load(SeqCst)
     }
 
     /// One sender handle is gone; the last one wakes the receiver to end its stream.
@@ -183,7 +271,7 @@ impl<T> Chan<T> {
 impl<T> Queued<T> {
     /// The message; its bytes go back to the budget (serving parked senders).
     fn release(self) -> T {
-        drop(self.charge);
+        drop((self.charge, self.extra));
         self.value
     }
 }
@@ -199,7 +287,7 @@ impl<T: Send> MkEvictable for Chan<T> {
                 let Some(queued) = state.queue.pop_front() else {
                     break;
                 };
-                freed += queued.charge.bytes();
+                freed += queued.charge.bytes() + queued.extra.as_ref().map_or(0, |e| e.bytes());
                 evicted.push(queued);
             }
         }

@@ -38,6 +38,28 @@ impl<T> MkAsyncReceiver<T> {
         self.chan.poll_pop(cx)
     }
 
+    /// Receives up to `limit` messages into `buf` (appended, oldest first), waiting while none
+    /// is queued; the number received. `0` once no message can come (as `recv` returns
+    /// `None`), and at once for `limit == 0`. Takes what is queued in one go, releasing the
+    /// messages' bytes together.
+    pub fn recv_many<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<T>,
+        limit: usize,
+    ) -> impl Future<Output = usize> + 'a {
+        poll_fn(move |cx| self.chan.poll_pop_many(cx, buf, limit))
+    }
+
+    /// Polls for up to `limit` messages, as [`recv_many`](Self::recv_many) does.
+    pub fn poll_recv_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<T>,
+        limit: usize,
+    ) -> Poll<usize> {
+        self.chan.poll_pop_many(cx, buf, limit)
+    }
+
     /// The next message if one is queued, never waiting.
     ///
     /// # Errors

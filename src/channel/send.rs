@@ -6,9 +6,9 @@
 //! on the channel's close signal, so that closing the channel wakes it to return its message.
 
 use super::chan::Chan;
-use super::error::MkSendError;
-use memkit_async_runtime::memory::{Acquire, MkAllocError, MkBackpressure};
-use std::future::Future;
+use super::error::{MkSendError, MkTrySendError};
+use memkit_async_runtime::memory::{Acquire, MkAllocError, MkBackpressure, MkBudgetGuard};
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -102,6 +102,13 @@ impl<T> SendOp<T> {
         }
     }
 
+    /// Gives up: the message back (`None` if the send already finished); a parked request is
+    /// withdrawn.
+    pub(super) fn take_back(&mut self) -> Option<T> {
+        self.stage = Stage::Start;
+        self.value.take()
+    }
+
     fn finish(
         &mut self,
         f: impl FnOnce(T) -> Result<(), MkSendError<T>>,
@@ -115,6 +122,70 @@ impl<T> SendOp<T> {
     }
 }
 
+/// `true` if the channel's policy waits for room (`Wait`, `Timeout`).
+fn policy_waits<T>(chan: &Chan<T>) -> bool {
+    matches!(
+        chan.budget.policy(),
+        MkBackpressure::Wait | MkBackpressure::Timeout(_)
+    )
+}
+
+/// Takes `units` for a reservation without waiting (under `Evict`, after evicting).
+pub(super) fn try_reserve_units<T>(
+    chan: &Chan<T>,
+    units: usize,
+) -> Result<MkBudgetGuard, MkTrySendError<()>> {
+    if chan.is_closed() {
+        return Err(MkTrySendError::Closed(()));
+    }
+    chan.budget
+        .try_acquire(units)
+        .map_err(|err| MkTrySendError::Full((), err))
+}
+
+/// Takes `units` for a reservation under the channel's policy: at once if they fit or the
+/// policy never waits; otherwise parked in the budget's FIFO queue like a sender, and woken
+/// with `Closed` if the channel closes meanwhile.
+pub(super) async fn reserve_units<T>(
+    chan: &Arc<Chan<T>>,
+    units: usize,
+) -> Result<MkBudgetGuard, MkSendError<()>> {
+    match try_reserve_units(chan, units) {
+        Ok(charge) => return Ok(charge),
+        Err(MkTrySendError::Full((), MkAllocError::CapacityReached { .. }))
+            if policy_waits(chan) => {}
+        Err(err) => return Err(err.into()),
+    }
+    let mut parked: Option<Parked<T>> = None;
+    poll_fn(|cx| {
+        match &parked {
+            None => {
+                let Some(key) = chan.close_signal.register(cx.waker()) else {
+                    return Poll::Ready(Err(MkSendError::Closed(())));
+                };
+                parked = Some(Parked {
+                    acquire: chan.budget.acquire(units),
+                    chan: chan.clone(),
+                    key,
+                });
+            }
+            // Before the closed check: a close after it wakes this waker.
+            Some(p) => chan.close_signal.update(p.key, cx.waker()),
+        }
+        if chan.is_closed() {
+            // Dropping `parked` withdraws the request (or gives back bytes granted meanwhile).
+            return Poll::Ready(Err(MkSendError::Closed(())));
+        }
+        let Some(p) = parked.as_mut() else {
+            unreachable!("parked above")
+        };
+        Pin::new(&mut p.acquire)
+            .poll(cx)
+            .map(|res| res.map_err(|err| MkSendError::Refused((), err)))
+    })
+    .await
+}
+
 /// Tries to queue `value` without waiting: the outcome, or the value and its units when the
 /// policy must wait for them.
 fn attempt<T>(chan: &Chan<T>, value: T) -> Result<Result<(), MkSendError<T>>, (T, usize)> {
@@ -122,12 +193,7 @@ fn attempt<T>(chan: &Chan<T>, value: T) -> Result<Result<(), MkSendError<T>>, (T
     match try_now(chan, value, units) {
         Ok(()) => Ok(Ok(())),
         Err((value, None)) => Ok(Err(MkSendError::Closed(value))),
-        Err((value, Some(MkAllocError::CapacityReached { .. })))
-            if matches!(
-                chan.budget.policy(),
-                MkBackpressure::Wait | MkBackpressure::Timeout(_)
-            ) =>
-        {
+        Err((value, Some(MkAllocError::CapacityReached { .. }))) if policy_waits(chan) => {
             Err((value, units))
         }
         Err((value, Some(err))) => Ok(Err(MkSendError::Refused(value, err))),

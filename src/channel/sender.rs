@@ -2,15 +2,18 @@
 
 use super::chan::Chan;
 use super::error::{MkSendError, MkTrySendError};
-use super::send::{try_now, SendOp};
+use super::permit::{MkSendPermit, MkSendPermits};
+use super::send::{reserve_units, try_now, try_reserve_units, SendOp};
+use super::weak::MkWeakSender;
 use futures_sink::Sink;
-use memkit_async_runtime::memory::MkBudget;
+use memkit_async_runtime::memory::{MkAllocError, MkBudget};
 use memkit_async_runtime::task::coop;
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// The sending half of an [`MkAsyncChannel`](super::MkAsyncChannel). Clone it for more
 /// producers; the receiver's stream ends once every sender is dropped (or closed as a `Sink`)
@@ -93,6 +96,173 @@ impl<T> MkAsyncSender<T> {
             Some(err) => MkTrySendError::Full(value, err),
             None => MkTrySendError::Closed(value),
         })
+    }
+
+    /// Sends `value` as [`send`](Self::send) does, waiting at most `timeout` for room (on a
+    /// channel whose policy waits; under `Timeout(d)` the shorter of the two applies).
+    ///
+    /// Waiting needs the runtime's timer: call it inside a memkit-async runtime.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send); when `timeout` runs out first,
+    /// [`MkSendError::Refused`] with [`MkAllocError::TimedOut`], and the message back.
+    ///
+    /// ```
+    /// use memkit_async::{MkAllocError, MkAsyncChannel, MkBackpressure};
+    /// use std::time::Duration;
+    ///
+    /// # let rt = memkit_async::Runtime::new().unwrap();
+    /// # rt.block_on(async {
+    /// let (tx, _rx) = MkAsyncChannel::bounded(1, MkBackpressure::Wait);
+    /// tx.send(1).await.unwrap();
+    /// let err = tx.send_timeout(2, Duration::from_millis(10)).await.unwrap_err();
+    /// assert!(matches!(err.alloc_error(), Some(MkAllocError::TimedOut { .. })));
+    /// assert_eq!(err.into_inner(), 2);
+    /// # });
+    /// ```
+    pub fn send_timeout(
+        &self,
+        value: T,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), MkSendError<T>>> + '_ {
+        let chan = &self.chan;
+        let counted = self.counted;
+        async move {
+            if !counted {
+                return Err(MkSendError::Closed(value));
+            }
+            let units = (chan.measure)(&value);
+            let mut op = SendOp::new(value);
+            if let Some(res) = op.start(chan) {
+                return res;
+            }
+            let started = Instant::now();
+            let mut sleep = pin!(crate::time::sleep(timeout));
+            poll_fn(|cx| {
+                if let Poll::Ready(res) = op.poll(chan, cx) {
+                    return Poll::Ready(res);
+                }
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let Some(value) = op.take_back() else {
+                    unreachable!("a pending send still holds its message")
+                };
+                Poll::Ready(Err(MkSendError::Refused(
+                    value,
+                    MkAllocError::TimedOut {
+                        requested: units,
+                        limit: chan.budget.limit(),
+                        used: chan.budget.used(),
+                        waited: started.elapsed(),
+                    },
+                )))
+            })
+            .await
+        }
+    }
+
+    /// Reserves room for one message, applying the channel's policy when there is none (as
+    /// [`send`](Self::send) does, in the same FIFO queue); the [`MkSendPermit`] then sends
+    /// without waiting. See [`MkSendPermit`] for what a permit holds on a byte-counted channel.
+    ///
+    /// Dropping the future while it waits withdraws the request.
+    ///
+    /// # Errors
+    /// [`MkSendError::Closed`] if the receiver is gone or closed the channel;
+    /// [`MkSendError::Refused`] with the budget's answer if the policy refused.
+    pub async fn reserve(&self) -> Result<MkSendPermit<'_, T>, MkSendError<()>> {
+        let charge = self.reserve_units(1).await?;
+        Ok(MkSendPermit::new(&self.chan, charge))
+    }
+
+    /// Reserves room for one message if there is some now, never waiting (under `Evict`, the
+    /// oldest queued messages are dropped to make room).
+    ///
+    /// # Errors
+    /// [`MkTrySendError::Full`] with the budget's answer, or [`MkTrySendError::Closed`].
+    pub fn try_reserve(&self) -> Result<MkSendPermit<'_, T>, MkTrySendError<()>> {
+        let charge = self.try_reserve_units(1)?;
+        Ok(MkSendPermit::new(&self.chan, charge))
+    }
+
+    /// Reserves room for `n` messages at once (one request in the FIFO queue, so two
+    /// reservations never hold part of the room each), applying the channel's policy; an
+    /// iterator of `n` permits. `n == 0` gives no permit at once.
+    ///
+    /// # Errors
+    /// As [`reserve`](Self::reserve); `Refused` with `ExceedsLimit` at once if `n` messages can
+    /// never fit in the channel.
+    ///
+    /// ```
+    /// use memkit_async::{MkAsyncChannel, MkBackpressure};
+    ///
+    /// # let rt = memkit_async::Runtime::new().unwrap();
+    /// # rt.block_on(async {
+    /// let (tx, mut rx) = MkAsyncChannel::bounded(8, MkBackpressure::Wait);
+    /// let permits = tx.reserve_many(3).await.unwrap();
+    /// assert_eq!(tx.budget().used(), 3);
+    /// for (i, permit) in permits.enumerate() {
+    ///     permit.send(i).unwrap();
+    /// }
+    /// let mut got = Vec::new();
+    /// assert_eq!(rx.recv_many(&mut got, 10).await, 3);
+    /// assert_eq!(got, [0, 1, 2]);
+    /// # });
+    /// ```
+    pub async fn reserve_many(&self, n: usize) -> Result<MkSendPermits<'_, T>, MkSendError<()>> {
+        let charge = self.reserve_units(n).await?;
+        Ok(MkSendPermits::new(&self.chan, charge, n))
+    }
+
+    /// Reserves room for `n` messages if all of it is there now, never waiting.
+    ///
+    /// # Errors
+    /// As [`try_reserve`](Self::try_reserve).
+    pub fn try_reserve_many(&self, n: usize) -> Result<MkSendPermits<'_, T>, MkTrySendError<()>> {
+        let charge = self.try_reserve_units(n)?;
+        Ok(MkSendPermits::new(&self.chan, charge, n))
+    }
+
+    /// The units of `n` messages' room; `ExceedsLimit` if they overflow.
+    fn units_of(&self, n: usize) -> Result<usize, MkAllocError> {
+        n.checked_mul(self.chan.unit)
+            .ok_or(MkAllocError::ExceedsLimit {
+                requested: usize::MAX,
+                limit: self.chan.budget.limit(),
+            })
+    }
+
+    async fn reserve_units(
+        &self,
+        n: usize,
+    ) -> Result<memkit_async_runtime::memory::MkBudgetGuard, MkSendError<()>> {
+        if !self.counted {
+            return Err(MkSendError::Closed(()));
+        }
+        let units = self
+            .units_of(n)
+            .map_err(|err| MkSendError::Refused((), err))?;
+        reserve_units(&self.chan, units).await
+    }
+
+    fn try_reserve_units(
+        &self,
+        n: usize,
+    ) -> Result<memkit_async_runtime::memory::MkBudgetGuard, MkTrySendError<()>> {
+        if !self.counted {
+            return Err(MkTrySendError::Closed(()));
+        }
+        let units = self
+            .units_of(n)
+            .map_err(|err| MkTrySendError::Full((), err))?;
+        try_reserve_units(&self.chan, units)
+    }
+
+    /// A [`MkWeakSender`]: it does not keep the channel open, and makes a sender again while
+    /// any remains.
+    pub fn downgrade(&self) -> MkWeakSender<T> {
+        MkWeakSender::new(self.chan.clone())
     }
 
     /// `true` if sends on this handle fail with `Closed`: the receiver is gone or closed the

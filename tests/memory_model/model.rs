@@ -126,12 +126,15 @@ impl Model {
         std::iter::successors(Some(b), |&b| self.budgets[b].parent).collect()
     }
 
+    /// The smallest limit on `b`'s chain, and never above the most a budget can count
+    /// (64 TiB): a larger request can never fit, even under unlimited budgets.
     pub fn min_limit(&self, b: usize) -> usize {
         self.ancestors(b)
             .into_iter()
             .map(|a| self.budgets[a].limit)
             .min()
             .unwrap()
+            .min(memkit_async::MkBudget::MAX_BYTES)
     }
 
     /// Guard bytes charged to `b` or below it.

@@ -63,6 +63,13 @@ pub(crate) struct ReadyEvent {
     ready: usize,
 }
 
+impl ReadyEvent {
+    /// The readiness flags seen (the direction's bits of the word).
+    pub(crate) fn bits(self) -> usize {
+        self.ready
+    }
+}
+
 /// Names one wait's slot in a source's waiter slab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WaitKey {

@@ -2,11 +2,13 @@
 //! every non-blocking operation on it goes through; `IoWait`: one async operation's wait on it.
 
 use super::reactor::Reactor;
-use super::readiness::{Direction, Readiness, WaitKey, WaitSlot};
+use super::readiness::{Direction, Readiness, ReadyEvent, WaitKey, WaitSlot};
+use super::{Interest, Ready};
 use crate::context;
 use crate::runtime::handle::NO_RUNTIME;
 use crate::task::coop;
 use mio::event::Source;
+use std::future::poll_fn;
 use std::io;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -49,6 +51,51 @@ impl<E: Source> PollEvented<E> {
             dir,
             key: None,
         }
+    }
+
+    /// Waits until the source may make progress in any direction of `interest` (or failed);
+    /// returns the readiness seen in those directions. Each direction waits in a slot of its
+    /// own, released when the future is dropped.
+    pub(crate) async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+        let mut read = interest.is_readable().then(|| self.wait(Direction::Read));
+        let mut write = interest.is_writable().then(|| self.wait(Direction::Write));
+        poll_fn(|cx| {
+            // Look first: a direction that is ready already spares arming the other's waker.
+            let seen = self.ready_now(interest)?;
+            if !seen.is_empty() {
+                return Poll::Ready(Ok(seen));
+            }
+            let mut seen = Ready::EMPTY;
+            for wait in [read.as_mut(), write.as_mut()].into_iter().flatten() {
+                match wait.poll_event(cx) {
+                    Poll::Ready(Ok(event)) => seen |= Ready::from_bits(event.bits()),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
+            if seen.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(seen))
+            }
+        })
+        .await
+    }
+
+    /// The readiness in the directions of `interest` now, without waiting.
+    fn ready_now(&self, interest: Interest) -> io::Result<Ready> {
+        let mut seen = Ready::EMPTY;
+        for (dir, wanted) in [
+            (Direction::Read, interest.is_readable()),
+            (Direction::Write, interest.is_writable()),
+        ] {
+            match self.readiness.ready_now(dir) {
+                Some(Ok(event)) if wanted => seen |= Ready::from_bits(event.bits()),
+                Some(Err(e)) => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(seen)
     }
 
     /// Ready once the source may make progress in `dir` (or failed). For the `poll_*` methods:
@@ -163,12 +210,14 @@ pub(crate) struct IoWait<'a, E: Source> {
 impl<E: Source> IoWait<'_, E> {
     /// Ready once the source may make progress in this wait's direction (or failed).
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        coop::poll_budgeted(cx, |cx| {
-            self.io
-                .readiness
-                .poll_ready(cx, self.dir, WaitSlot::Owned(&mut self.key))
-                .map_ok(|_| ())
-        })
+        coop::poll_budgeted(cx, |cx| self.poll_event(cx).map_ok(|_| ()))
+    }
+
+    /// [`poll_ready`](Self::poll_ready), returning the readiness seen.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<ReadyEvent>> {
+        self.io
+            .readiness
+            .poll_ready(cx, self.dir, WaitSlot::Owned(&mut self.key))
     }
 
     /// [`PollEvented::poll_io`] in this wait's direction, with the wait's own slot.

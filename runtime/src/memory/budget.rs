@@ -58,6 +58,10 @@ pub(super) struct Inner {
 }
 
 impl MkBudget {
+    /// The most bytes a budget can count (64 TiB), whatever its limit: a request for more is
+    /// refused with [`MkAllocError::ExceedsLimit`], even by an unlimited budget.
+    pub const MAX_BYTES: usize = crate::heap::MAX_BYTES as usize;
+
     /// A root budget of `limit` bytes with the `Wait` policy.
     pub fn new(limit: usize) -> MkBudget {
         MkBudget::with_parent(limit, MkBackpressure::default(), None)
@@ -299,13 +303,19 @@ impl MkBudget {
 
     /// `ExceedsLimit` if some budget on the way to the root can never hold `bytes`.
     pub(crate) fn check_fits_ever(&self, bytes: usize) -> Result<(), MkAllocError> {
-        match self.ancestors().map(|b| b.limit()).min() {
-            Some(limit) if bytes > limit => Err(MkAllocError::ExceedsLimit {
+        let limit = self
+            .ancestors()
+            .map(|b| b.limit())
+            .min()
+            .unwrap_or(usize::MAX)
+            .min(MkBudget::MAX_BYTES);
+        if bytes > limit {
+            return Err(MkAllocError::ExceedsLimit {
                 requested: bytes,
                 limit,
-            }),
-            _ => Ok(()),
+            });
         }
+        Ok(())
     }
 
     /// Charges `bytes` up to the root unless a budget on the way already has queued requests,

@@ -39,6 +39,44 @@ impl MkBudgetGuard {
         &self.budget
     }
 
+    /// Moves `bytes` of this guard's bytes into a new guard on the same budget: nothing is
+    /// charged or released, and each guard releases its own share when it drops.
+    ///
+    /// ```
+    /// use memkit_async_runtime::memory::MkBudget;
+    ///
+    /// let budget = MkBudget::new(100);
+    /// let mut whole = budget.try_acquire(60).unwrap();
+    /// let part = whole.split(20);
+    /// assert_eq!((whole.bytes(), part.bytes(), budget.used()), (40, 20, 60));
+    /// drop(whole);
+    /// assert_eq!(budget.used(), 20);
+    /// ```
+    ///
+    /// # Panics
+    /// If `bytes` is more than the guard holds.
+    #[track_caller]
+    pub fn split(&mut self, bytes: usize) -> MkBudgetGuard {
+        assert!(
+            bytes <= self.bytes,
+            "`MkBudgetGuard::split({bytes})` on a guard holding {} bytes: split at most what \
+             the guard holds",
+            self.bytes
+        );
+        self.bytes -= bytes;
+        // The task account stays alive while any bytes are counted on it: each part credits
+        // its own share, and a part left with no bytes no longer refers to it.
+        let task = if bytes > 0 { self.task } else { None };
+        if self.bytes == 0 {
+            self.task = None;
+        }
+        MkBudgetGuard {
+            budget: self.budget.clone(),
+            bytes,
+            task,
+        }
+    }
+
     /// Counts the bytes on `task` too (at its level only) until the guard drops.
     ///
     /// # Safety

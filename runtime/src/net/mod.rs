@@ -1,5 +1,11 @@
 //! Networking: TCP and UDP sockets driven by the runtime's reactor.
 //!
+//! [`TcpListener::bind`] and [`TcpStream::connect`] cover the common case; [`TcpSocket`] sets
+//! options that must come before `bind`, `listen` or `connect` (address and port reuse,
+//! buffer sizes, the listen backlog). Besides the async methods, the sockets have `ready`,
+//! `readable` and `writable` to wait for readiness ([`Interest`](crate::io::Interest) in,
+//! [`Ready`](crate::io::Ready) out) and non-blocking `try_*` methods to act on it.
+//!
 //! The sockets are non-blocking and registered with the `mio` reactor of the runtime they are
 //! created in (creating one outside a runtime is an error). They implement
 //! `futures_io::{AsyncRead, AsyncWrite}`, so the `futures` crate's extension traits
@@ -39,6 +45,7 @@
 mod hyper_io;
 mod split;
 mod tcp_listener;
+mod tcp_socket;
 mod tcp_stream;
 #[cfg(feature = "tokio")]
 mod tokio_io;
@@ -46,6 +53,7 @@ mod udp;
 
 pub use split::{OwnedReadHalf, OwnedWriteHalf, ReuniteError};
 pub use tcp_listener::TcpListener;
+pub use tcp_socket::TcpSocket;
 pub use tcp_stream::TcpStream;
 pub use udp::UdpSocket;
 

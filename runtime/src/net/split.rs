@@ -1,6 +1,7 @@
 //! Owned halves of a [`TcpStream`], for reading and writing from different tasks.
 
 use super::TcpStream;
+use crate::io::{Interest, Ready};
 use futures_io::{AsyncRead, AsyncWrite};
 use std::error::Error;
 use std::fmt;
@@ -72,6 +73,11 @@ impl OwnedReadHalf {
         self.inner.local_addr()
     }
 
+    /// Waits for readiness in `interest`; see [`TcpStream::ready`].
+    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+        self.inner.ready(interest).await
+    }
+
     /// Waits until the stream may be readable.
     pub async fn readable(&self) -> io::Result<()> {
         self.inner.readable().await
@@ -97,6 +103,11 @@ impl OwnedWriteHalf {
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
+    }
+
+    /// Waits for readiness in `interest`; see [`TcpStream::ready`].
+    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+        self.inner.ready(interest).await
     }
 
     /// Waits until the stream may be writable.

@@ -1,6 +1,7 @@
 //! `TcpListener`: accepts TCP connections.
 
-use super::{each_addr, TcpStream};
+use super::tcp_socket::DEFAULT_BACKLOG;
+use super::{each_addr, TcpSocket, TcpStream};
 use crate::io::{Direction, PollEvented};
 use std::fmt;
 use std::future::poll_fn;
@@ -22,16 +23,23 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds to `addr` (the first of its resolved addresses that works) and listens.
+    /// Binds to `addr` (the first of its resolved addresses that works) and listens, with
+    /// room for 1024 connections not accepted yet (the kernel caps it at
+    /// `net.core.somaxconn`). On Unix the address may be reused (`SO_REUSEADDR`), so a
+    /// restarted server binds at once. [`TcpSocket`] chooses other options and backlogs.
     ///
     /// # Errors
     ///
     /// The OS error of the last address tried (address in use, permission denied, ...), or an
     /// error outside a runtime.
     pub async fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
-        let listener = each_addr(addr, mio::net::TcpListener::bind)?;
-        Ok(TcpListener {
-            io: PollEvented::new(listener)?,
+        each_addr(addr, |addr| {
+            let socket = TcpSocket::new_for_addr(addr)?;
+            // Windows' SO_REUSEADDR would let another socket steal a bound port.
+            #[cfg(not(windows))]
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(DEFAULT_BACKLOG)
         })
     }
 
@@ -80,6 +88,25 @@ impl TcpListener {
     /// Sets the IP time-to-live of accepted sockets.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.io.get_ref().set_ttl(ttl)
+    }
+
+    /// The IP time-to-live of accepted sockets.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.get_ref().ttl()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.get_ref().as_raw_fd()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for TcpListener {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
     }
 }
 

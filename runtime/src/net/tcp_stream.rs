@@ -4,14 +4,15 @@
 //! uninitialized memory; its invariant is that a socket read never reads its buffer.
 
 use super::{each_addr, OwnedReadHalf, OwnedWriteHalf};
-use crate::io::{Direction, PollEvented};
+use crate::io::{Direction, Interest, PollEvented, Ready};
 use futures_io::{AsyncRead, AsyncWrite};
 use std::fmt;
 use std::future::poll_fn;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// A TCP connection.
 ///
@@ -49,9 +50,15 @@ impl TcpStream {
 
     async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
         let stream = TcpStream::from_mio(each_addr(addr, mio::net::TcpStream::connect)?)?;
+        stream.finish_connect().await?;
+        Ok(stream)
+    }
+
+    /// Waits for a non-blocking connect started on this stream's socket to end.
+    pub(crate) async fn finish_connect(&self) -> io::Result<()> {
         // Writable means the connection attempt ended; the socket error says how. A writable
         // event with no error and no peer yet is spurious: wait for the next.
-        let mut wait = stream.io.wait(Direction::Write);
+        let mut wait = self.io.wait(Direction::Write);
         poll_fn(|cx| {
             wait.poll_io(cx, |s| {
                 if let Some(e) = s.take_error()? {
@@ -66,9 +73,7 @@ impl TcpStream {
                 }
             })
         })
-        .await?;
-        drop(wait);
-        Ok(stream)
+        .await
     }
 
     pub(crate) fn from_mio(stream: mio::net::TcpStream) -> io::Result<TcpStream> {
@@ -119,9 +124,74 @@ impl TcpStream {
         self.io.get_ref().nodelay()
     }
 
+    /// Sets `SO_LINGER`: with `Some(d)`, dropping the stream blocks the dropping thread until
+    /// unsent data is sent or `d` passes, and `Some(Duration::ZERO)` resets the connection
+    /// (the peer sees `ConnectionReset`) instead of closing it gracefully. `None` (the
+    /// default) closes in the background.
+    ///
+    /// A non-zero linger blocks the worker that drops the stream; prefer `None` or zero.
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        socket2::SockRef::from(self.io.get_ref()).set_linger(linger)
+    }
+
+    /// The `SO_LINGER` setting; see [`set_linger`](Self::set_linger).
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        socket2::SockRef::from(self.io.get_ref()).linger()
+    }
+
+    /// Sets the IP time-to-live of the packets this stream sends.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.get_ref().set_ttl(ttl)
+    }
+
+    /// The IP time-to-live of the packets this stream sends.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.get_ref().ttl()
+    }
+
     /// Takes the socket's pending error, if any.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.io.get_ref().take_error()
+    }
+
+    /// Waits until the stream may make progress in a direction of `interest`; returns the
+    /// readiness seen (in those directions only).
+    ///
+    /// Readiness is a hint: the `try_*` call that follows may still report `WouldBlock`
+    /// (another task got there first, or the event was stale), which clears the readiness it
+    /// saw, so the next `ready` waits for a new event. Several tasks may wait at once; each is
+    /// woken. Dropping the future leaves nothing registered.
+    ///
+    /// ```
+    /// use futures::io::AsyncWriteExt;
+    /// use memkit_async_runtime::io::Interest;
+    /// use memkit_async_runtime::net::{TcpListener, TcpStream};
+    /// # let rt = memkit_async_runtime::Runtime::new().unwrap();
+    /// # rt.block_on(async {
+    /// let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    /// let (mut server, _) = listener.accept().await.unwrap();
+    /// server.write_all(b"ping").await.unwrap();
+    /// let mut got = Vec::new();
+    /// while got.len() < 4 {
+    ///     let ready = client.ready(Interest::READABLE | Interest::WRITABLE).await.unwrap();
+    ///     if ready.is_readable() {
+    ///         let mut buf = [0u8; 16];
+    ///         match client.try_read(&mut buf) {
+    ///             Ok(n) => got.extend_from_slice(&buf[..n]),
+    ///             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+    ///             Err(e) => panic!("{e}"),
+    ///         }
+    ///     } else {
+    ///         // Only writable: wait for the data alone.
+    ///         client.readable().await.unwrap();
+    ///     }
+    /// }
+    /// assert_eq!(got, b"ping");
+    /// # });
+    /// ```
+    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+        self.io.ready(interest).await
     }
 
     /// Waits until the stream may be readable (data, end of stream or an error).
@@ -156,6 +226,20 @@ impl TcpStream {
     /// Writes without waiting: `WouldBlock` if the send buffer is full.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         self.io.try_io(Direction::Write, |s| (&*s).write(buf))
+    }
+
+    /// Reads into several buffers in order without waiting (one `readv`): `WouldBlock` if no
+    /// data is available now.
+    pub fn try_read_vectored(&self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.io
+            .try_io(Direction::Read, |s| (&*s).read_vectored(bufs))
+    }
+
+    /// Writes several buffers in order without waiting (one `writev`): `WouldBlock` if the
+    /// send buffer is full.
+    pub fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.io
+            .try_io(Direction::Write, |s| (&*s).write_vectored(bufs))
     }
 
     pub(crate) fn poll_read_priv(
@@ -274,6 +358,20 @@ macro_rules! futures_io {
 }
 
 futures_io!(TcpStream, &TcpStream);
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.get_ref().as_raw_fd()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for TcpStream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
+    }
+}
 
 impl fmt::Debug for TcpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

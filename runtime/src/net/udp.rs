@@ -1,7 +1,7 @@
 //! `UdpSocket`: datagrams.
 
 use super::each_addr;
-use crate::io::{Direction, PollEvented};
+use crate::io::{Direction, Interest, PollEvented, Ready};
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
@@ -95,6 +95,25 @@ impl UdpSocket {
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut wait = self.io.wait(Direction::Read);
         poll_fn(|cx| wait.poll_io(cx, |s| s.recv(buf))).await
+    }
+
+    /// Waits until the socket may make progress in a direction of `interest`; returns the
+    /// readiness seen (in those directions only). A `try_*` call that then reports
+    /// `WouldBlock` clears that readiness, and the next `ready` waits for a new event.
+    ///
+    /// ```
+    /// use memkit_async_runtime::io::Interest;
+    /// use memkit_async_runtime::net::UdpSocket;
+    /// # let rt = memkit_async_runtime::Runtime::new().unwrap();
+    /// # rt.block_on(async {
+    /// let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    /// socket.connect(socket.local_addr().unwrap()).await.unwrap();
+    /// let ready = socket.ready(Interest::WRITABLE).await.unwrap();
+    /// assert!(ready.is_writable() && !ready.is_readable());
+    /// # });
+    /// ```
+    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
+        self.io.ready(interest).await
     }
 
     /// Waits until the socket may be readable (a datagram or an error is queued). Another task
@@ -211,6 +230,30 @@ impl UdpSocket {
     /// Takes the socket's pending error (such as a port-unreachable report), if any.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.io.get_ref().take_error()
+    }
+
+    /// Sets the IP time-to-live of the datagrams this socket sends.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.get_ref().set_ttl(ttl)
+    }
+
+    /// The IP time-to-live of the datagrams this socket sends.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.get_ref().ttl()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.io.get_ref().as_raw_fd()
+    }
+}
+
+#[cfg(unix)]
+impl std::os::fd::AsFd for UdpSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
     }
 }
 

@@ -213,9 +213,11 @@ impl Core {
         }
         if shared.held.len() != 0 {
             self.serve_held();
-            if !self.local.is_empty() {
-                return;
-            }
+        }
+        // Serving may have woken tasks onto this worker (its LIFO slot or its queue): run them
+        // rather than sleep on them.
+        if !self.local.is_empty() || self.has_lifo() {
+            return;
         }
         shared
             .idle
@@ -260,6 +262,13 @@ impl Core {
         m.parked.store(false, std::sync::atomic::Ordering::SeqCst);
         shared.idle.unregister_sleeper(self.index);
         self.searching.set(true);
+    }
+
+    fn has_lifo(&self) -> bool {
+        let task = self.lifo.take();
+        let some = task.is_some();
+        self.lifo.set(task);
+        some
     }
 
     /// Queues a task woken on this worker: into the LIFO slot, so a task that just unblocked

@@ -3,7 +3,7 @@
 //! Invariants: a `JoinHandle<T>` owns the join-interest reference of a task whose output type is
 //! `T`, and gives it back exactly once, in `drop`.
 
-use super::{Id, JoinError, RawTask};
+use super::{AbortHandle, Id, JoinError, RawTask};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -56,6 +56,11 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn abort(&self) {
         self.raw.remote_abort();
+    }
+
+    /// A handle that can abort the task from anywhere, without owning its output.
+    pub fn abort_handle(&self) -> AbortHandle {
+        AbortHandle::new(self.raw)
     }
 
     /// `true` once the task has completed (with an output, a panic or a cancellation).

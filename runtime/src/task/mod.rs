@@ -4,12 +4,14 @@
 //! Invariants of the unsafe calls here: `new_task` hands out exactly the three references a new
 //! task starts with; the current task (from the thread's context) is alive while it is polled.
 
+mod abort;
 mod builder;
 pub mod coop;
 mod error;
 mod header;
 mod id;
 mod join;
+mod join_set;
 mod list;
 pub(crate) mod memory;
 mod raw;
@@ -20,11 +22,13 @@ mod yield_now;
 #[cfg(all(test, loom))]
 mod loom_model;
 
+pub use abort::AbortHandle;
 pub use builder::{name, spawn_with_budget, Builder, TaskBudget};
 pub use coop::{consume_budget, unconstrained};
 pub use error::JoinError;
 pub use id::Id;
 pub use join::JoinHandle;
+pub use join_set::JoinSet;
 pub use yield_now::yield_now;
 
 pub(crate) use header::Header;

@@ -10,7 +10,19 @@
 //! timeouts need): there a process-wide fallback thread drives a wheel of its own, started on
 //! first use and asleep when no timer is pending.
 //!
-//! [`Instant`] is [`std::time::Instant`]: deadlines are plain monotonic instants.
+//! [`Instant`] is [`std::time::Instant`] and [`Duration`] is [`std::time::Duration`]: deadlines
+//! are plain monotonic instants, re-exported here so `use memkit_async::time::{Duration,
+//! Instant}` works as `tokio::time`'s does.
+//!
+//! ```
+//! use memkit_async_runtime::time::{sleep, Duration, Instant};
+//! # let rt = memkit_async_runtime::Runtime::new().unwrap();
+//! # rt.block_on(async {
+//! let start = Instant::now();
+//! sleep(Duration::from_millis(5)).await;
+//! assert!(start.elapsed() >= Duration::from_millis(5));
+//! # });
+//! ```
 
 mod driver;
 mod fallback;
@@ -22,5 +34,5 @@ mod wheel;
 pub(crate) use driver::TimeDriver;
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub use sleep::{sleep, sleep_until, Sleep};
-pub use std::time::Instant;
+pub use std::time::{Duration, Instant};
 pub use timeout::{timeout, timeout_at, Elapsed, Timeout};
