@@ -371,9 +371,9 @@ fn sizes_that_overflow_or_cannot_be_allocated_are_errors() {
 
 #[cfg(target_pointer_width = "64")]
 #[test]
-fn a_chunk_larger_than_the_system_can_allocate_is_an_error_not_a_crash() {
+fn a_chunk_larger_than_any_budget_can_count_is_an_error_not_a_crash() {
     with_timeout(DEADLINE, || {
-        // No runtime limit: only the system can refuse.
+        // No runtime limit: only the most a budget can count (64 TiB) refuses it.
         let rt = runtime(2);
         let err = rt.block_on(rt.spawn(async {
             MkAsyncVec::<u8>::try_with_capacity(isize::MAX as usize)
@@ -383,7 +383,10 @@ fn a_chunk_larger_than_the_system_can_allocate_is_an_error_not_a_crash() {
         // isize::MAX bytes round up to a 2^63-byte dedicated chunk.
         assert_eq!(
             err.unwrap(),
-            MkAllocError::SystemOutOfMemory { requested: 1 << 63 }
+            MkAllocError::ExceedsLimit {
+                requested: 1 << 63,
+                limit: memkit_async::MkBudget::MAX_BYTES
+            }
         );
         assert_eq!(rt.memory_budget().used(), 0);
     });
