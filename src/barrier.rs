@@ -121,63 +121,65 @@ impl Future for MkBarrierWait<'_> {
     type Output = MkBarrierWaitResult;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<MkBarrierWaitResult> {
-        let this = &mut *self;
-        assert!(
-            !this.done,
-            "`MkAsyncBarrier::wait` future polled after it completed"
-        );
-        // Wakers are cloned, dropped and woken outside the lock: all three are user code.
-        let Some((gen, i)) = this.arrival else {
+        memkit_async_runtime::task::coop::poll_budgeted(cx, |cx| {
+            let this = &mut *self;
+            assert!(
+                !this.done,
+                "`MkAsyncBarrier::wait` future polled after it completed"
+            );
+            // Wakers are cloned, dropped and woken outside the lock: all three are user code.
+            let Some((gen, i)) = this.arrival else {
+                let waker = cx.waker().clone();
+                let mut state = this.barrier.lock();
+                state.arrived += 1;
+                if state.arrived == this.barrier.n {
+                    state.arrived = 0;
+                    state.generation += 1;
+                    let wakers = std::mem::take(&mut state.wakers);
+                    state.free.clear();
+                    drop(state);
+                    drop(waker);
+                    wake_all(wakers);
+                    this.done = true;
+                    return Poll::Ready(MkBarrierWaitResult { leader: true });
+                }
+                let i = match state.free.pop() {
+                    Some(i) => i,
+                    None => {
+                        state.wakers.push(None);
+                        state.wakers.len() - 1
+                    }
+                };
+                state.wakers[i] = Some(waker);
+                this.arrival = Some((state.generation, i));
+                return Poll::Pending;
+            };
+            {
+                let state = this.barrier.lock();
+                if gen != state.generation {
+                    this.done = true;
+                    return Poll::Ready(MkBarrierWaitResult { leader: false });
+                }
+                if state.wakers[i]
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    return Poll::Pending;
+                }
+            }
             let waker = cx.waker().clone();
             let mut state = this.barrier.lock();
-            state.arrived += 1;
-            if state.arrived == this.barrier.n {
-                state.arrived = 0;
-                state.generation += 1;
-                let wakers = std::mem::take(&mut state.wakers);
-                state.free.clear();
+            if gen != state.generation {
                 drop(state);
                 drop(waker);
-                wake_all(wakers);
-                this.done = true;
-                return Poll::Ready(MkBarrierWaitResult { leader: true });
-            }
-            let i = match state.free.pop() {
-                Some(i) => i,
-                None => {
-                    state.wakers.push(None);
-                    state.wakers.len() - 1
-                }
-            };
-            state.wakers[i] = Some(waker);
-            this.arrival = Some((state.generation, i));
-            return Poll::Pending;
-        };
-        {
-            let state = this.barrier.lock();
-            if gen != state.generation {
                 this.done = true;
                 return Poll::Ready(MkBarrierWaitResult { leader: false });
             }
-            if state.wakers[i]
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                return Poll::Pending;
-            }
-        }
-        let waker = cx.waker().clone();
-        let mut state = this.barrier.lock();
-        if gen != state.generation {
+            let old = state.wakers[i].replace(waker);
             drop(state);
-            drop(waker);
-            this.done = true;
-            return Poll::Ready(MkBarrierWaitResult { leader: false });
-        }
-        let old = state.wakers[i].replace(waker);
-        drop(state);
-        drop(old);
-        Poll::Pending
+            drop(old);
+            Poll::Pending
+        })
     }
 }
 

@@ -113,25 +113,29 @@ impl<T> Chan<T> {
 
     /// The oldest message, or `None` once the queue is empty and no message can come.
     pub(super) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        let queued = {
-            let mut state = self.lock();
-            match state.queue.pop_front() {
-                Some(queued) => queued,
-                None if state.closed || self.senders.load(SeqCst) == 0 => return Poll::Ready(None),
-                None => {
-                    let stale = match &state.rx_waker {
-                        Some(w) if w.will_wake(cx.waker()) => None,
-                        _ => state.rx_waker.replace(cx.waker().clone()),
-                    };
-                    // A waker's drop may run any code (even drop the last sender, which takes
-                    // this lock): not under the lock.
-                    drop(state);
-                    drop(stale);
-                    return Poll::Pending;
+        memkit_async_runtime::task::coop::poll_budgeted(cx, |cx| {
+            let queued = {
+                let mut state = self.lock();
+                match state.queue.pop_front() {
+                    Some(queued) => queued,
+                    None if state.closed || self.senders.load(SeqCst) == 0 => {
+                        return Poll::Ready(None)
+                    }
+                    None => {
+                        let stale = match &state.rx_waker {
+                            Some(w) if w.will_wake(cx.waker()) => None,
+                            _ => state.rx_waker.replace(cx.waker().clone()),
+                        };
+                        // A waker's drop may run any code (even drop the last sender, which takes
+                        // this lock): not under the lock.
+                        drop(state);
+                        drop(stale);
+                        return Poll::Pending;
+                    }
                 }
-            }
-        };
-        Poll::Ready(Some(queued.release()))
+            };
+            Poll::Ready(Some(queued.release()))
+        })
     }
 
     /// Moves up to `limit` queued messages into `buf`, oldest first; waits (registering the

@@ -7,6 +7,7 @@ use super::send::{reserve_units, try_now, try_reserve_units, SendOp};
 use super::weak::MkWeakSender;
 use futures_sink::Sink;
 use memkit_async_runtime::memory::{MkAllocError, MkBudget};
+use memkit_async_runtime::task::coop;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
@@ -68,6 +69,9 @@ impl<T> MkAsyncSender<T> {
             if !counted {
                 return Err(MkSendError::Closed(value));
             }
+            // One unit of the task's cooperative budget per send, spent up front: a send that
+            // always finds room yields its worker now and then.
+            poll_fn(coop::poll_proceed).await.made_progress();
             let mut op = SendOp::new(value);
             if let Some(res) = op.start(chan) {
                 return res;
@@ -326,7 +330,8 @@ impl<T> Sink<T> for MkAsyncSender<T> {
     type Error = MkSendError<T>;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.get_mut().poll_pending(cx)
+        let this = self.get_mut();
+        coop::poll_budgeted(cx, |cx| this.poll_pending(cx))
     }
 
     /// # Panics

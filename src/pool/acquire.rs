@@ -99,95 +99,99 @@ impl<'a, T: Send + 'static> Future for MkPoolAcquire<'a, T> {
     type Output = Output<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Output<T>> {
-        let this = &mut *self;
-        let pool: &'a MkAsyncPool<T> = this.pool;
-        let shared = &pool.shared;
-        loop {
-            let done = match std::mem::replace(&mut this.state, State::Done) {
-                State::Start => match shared.turns.try_acquire() {
-                    Ok(turn) => this.obtain(turn),
-                    Err(MkSemaphoreError::NoPermits { .. }) => {
-                        let deadline = match shared.policy {
-                            MkBackpressure::Wait => Some(None),
-                            MkBackpressure::Timeout(d) => {
-                                let since = Instant::now();
-                                // A deadline past what `Instant` can hold is no deadline.
-                                Some(since.checked_add(d).map(|t| (sleep_until(t), since)))
-                            }
-                            MkBackpressure::Fail | MkBackpressure::Evict => None,
-                        };
-                        match deadline {
-                            Some(deadline) => {
-                                this.state = State::WaitTurn {
-                                    turn: shared.turns.acquire(),
-                                    deadline,
-                                };
-                                None
-                            }
-                            None => Some(Err(shared.turn_error(MkSemaphoreError::NoPermits {
-                                requested: 1,
-                                available: 0,
-                            }))),
-                        }
-                    }
-                    Err(e) => Some(Err(shared.turn_error(e))),
-                },
-                State::WaitTurn {
-                    mut turn,
-                    mut deadline,
-                } => match Pin::new(&mut turn).poll(cx) {
-                    Poll::Ready(Ok(permit)) => this.obtain(permit),
-                    Poll::Ready(Err(e)) => Some(Err(shared.turn_error(e))),
-                    Poll::Pending => {
-                        let expired = match &mut deadline {
-                            Some((delay, _)) => Pin::new(delay).poll(cx).is_ready(),
-                            None => false,
-                        };
-                        match deadline {
-                            // Dropping `turn` withdraws the request (and passes on a turn
-                            // granted since the poll above).
-                            Some((_, since)) if expired => Some(Err(MkPoolError::TimedOut {
-                                capacity: shared.capacity,
-                                waited: since.elapsed(),
-                            })),
-                            _ => {
-                                this.state = State::WaitTurn { turn, deadline };
-                                return Poll::Pending;
+        memkit_async_runtime::task::coop::poll_budgeted(cx, |cx| {
+            let this = &mut *self;
+            let pool: &'a MkAsyncPool<T> = this.pool;
+            let shared = &pool.shared;
+            loop {
+                let done = match std::mem::replace(&mut this.state, State::Done) {
+                    State::Start => match shared.turns.try_acquire() {
+                        Ok(turn) => this.obtain(turn),
+                        Err(MkSemaphoreError::NoPermits { .. }) => {
+                            let deadline = match shared.policy {
+                                MkBackpressure::Wait => Some(None),
+                                MkBackpressure::Timeout(d) => {
+                                    let since = Instant::now();
+                                    // A deadline past what `Instant` can hold is no deadline.
+                                    Some(since.checked_add(d).map(|t| (sleep_until(t), since)))
+                                }
+                                MkBackpressure::Fail | MkBackpressure::Evict => None,
+                            };
+                            match deadline {
+                                Some(deadline) => {
+                                    this.state = State::WaitTurn {
+                                        turn: shared.turns.acquire(),
+                                        deadline,
+                                    };
+                                    None
+                                }
+                                None => Some(Err(shared.turn_error(MkSemaphoreError::NoPermits {
+                                    requested: 1,
+                                    available: 0,
+                                }))),
                             }
                         }
-                    }
-                },
-                State::WaitBytes(mut wait) => {
-                    // Registered before looking for an idle object: one returned after the
-                    // look wakes us (`Shared::give_back`).
-                    shared.on_return.register(&mut this.return_key, cx.waker());
-                    if shared.is_closed() {
-                        Some(Err(MkPoolError::Closed))
-                    } else {
-                        match Pin::new(&mut wait.bytes).poll(cx) {
-                            Poll::Ready(Ok(g)) => {
-                                let WaitBytes { turn, room, .. } = *wait;
-                                Some(Ok(pool.guard(shared.create(room, Some(g)), turn)))
-                            }
-                            Poll::Ready(Err(e)) => Some(Err(MkPoolError::Budget(e))),
-                            Poll::Pending => match shared.idle.pop() {
-                                // Returned meanwhile: take it and give up the room and bytes.
-                                Some(entry) => Some(Ok(pool.guard(entry, wait.turn))),
-                                None => {
-                                    this.state = State::WaitBytes(wait);
+                        Err(e) => Some(Err(shared.turn_error(e))),
+                    },
+                    State::WaitTurn {
+                        mut turn,
+                        mut deadline,
+                    } => match Pin::new(&mut turn).poll(cx) {
+                        Poll::Ready(Ok(permit)) => this.obtain(permit),
+                        Poll::Ready(Err(e)) => Some(Err(shared.turn_error(e))),
+                        Poll::Pending => {
+                            let expired = match &mut deadline {
+                                Some((delay, _)) => Pin::new(delay).poll(cx).is_ready(),
+                                None => false,
+                            };
+                            match deadline {
+                                // Dropping `turn` withdraws the request (and passes on a turn
+                                // granted since the poll above).
+                                Some((_, since)) if expired => Some(Err(MkPoolError::TimedOut {
+                                    capacity: shared.capacity,
+                                    waited: since.elapsed(),
+                                })),
+                                _ => {
+                                    this.state = State::WaitTurn { turn, deadline };
                                     return Poll::Pending;
                                 }
-                            },
+                            }
+                        }
+                    },
+                    State::WaitBytes(mut wait) => {
+                        // Registered before looking for an idle object: one returned after the
+                        // look wakes us (`Shared::give_back`).
+                        shared.on_return.register(&mut this.return_key, cx.waker());
+                        if shared.is_closed() {
+                            Some(Err(MkPoolError::Closed))
+                        } else {
+                            match Pin::new(&mut wait.bytes).poll(cx) {
+                                Poll::Ready(Ok(g)) => {
+                                    let WaitBytes { turn, room, .. } = *wait;
+                                    Some(Ok(pool.guard(shared.create(room, Some(g)), turn)))
+                                }
+                                Poll::Ready(Err(e)) => Some(Err(MkPoolError::Budget(e))),
+                                Poll::Pending => match shared.idle.pop() {
+                                    // Returned meanwhile: take it and give up the room and bytes.
+                                    Some(entry) => Some(Ok(pool.guard(entry, wait.turn))),
+                                    None => {
+                                        this.state = State::WaitBytes(wait);
+                                        return Poll::Pending;
+                                    }
+                                },
+                            }
                         }
                     }
+                    State::Done => {
+                        panic!("`MkAsyncPool::acquire` future polled after it completed")
+                    }
+                };
+                if let Some(out) = done {
+                    shared.on_return.unregister(&mut this.return_key);
+                    return Poll::Ready(out);
                 }
-                State::Done => panic!("`MkAsyncPool::acquire` future polled after it completed"),
-            };
-            if let Some(out) = done {
-                shared.on_return.unregister(&mut this.return_key);
-                return Poll::Ready(out);
             }
-        }
+        })
     }
 }
 

@@ -29,29 +29,31 @@ impl Request {
         sem: &MkAsyncSemaphore,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), MkSemaphoreError>> {
-        assert!(
-            !self.done,
-            "semaphore acquire future polled after it completed"
-        );
-        let out = match self.waiter {
-            Some(key) => ready!(sem.waiters.poll(key, cx)),
-            None => match sem.try_take(self.n) {
-                Err(MkSemaphoreError::NoPermits { .. }) => {
-                    match sem.waiters.enqueue(sem, self.n, cx.waker()) {
-                        Ok(Some(key)) => {
-                            self.waiter = Some(key);
-                            return Poll::Pending;
+        memkit_async_runtime::task::coop::poll_budgeted(cx, |cx| {
+            assert!(
+                !self.done,
+                "semaphore acquire future polled after it completed"
+            );
+            let out = match self.waiter {
+                Some(key) => ready!(sem.waiters.poll(key, cx)),
+                None => match sem.try_take(self.n) {
+                    Err(MkSemaphoreError::NoPermits { .. }) => {
+                        match sem.waiters.enqueue(sem, self.n, cx.waker()) {
+                            Ok(Some(key)) => {
+                                self.waiter = Some(key);
+                                return Poll::Pending;
+                            }
+                            Ok(None) => Ok(()),
+                            Err(e) => Err(e),
                         }
-                        Ok(None) => Ok(()),
-                        Err(e) => Err(e),
                     }
-                }
-                other => other,
-            },
-        };
-        self.waiter = None;
-        self.done = true;
-        Poll::Ready(out)
+                    other => other,
+                },
+            };
+            self.waiter = None;
+            self.done = true;
+            Poll::Ready(out)
+        })
     }
 
     fn cancel(&mut self, sem: &MkAsyncSemaphore) {

@@ -6,6 +6,7 @@ use super::readiness::{Direction, Readiness, ReadyEvent, WaitKey, WaitSlot};
 use super::{Interest, Ready};
 use crate::context;
 use crate::runtime::handle::NO_RUNTIME;
+use crate::task::coop;
 use mio::event::Source;
 use std::future::poll_fn;
 use std::io;
@@ -100,9 +101,11 @@ impl<E: Source> PollEvented<E> {
     /// Ready once the source may make progress in `dir` (or failed). For the `poll_*` methods:
     /// the waker goes to the direction's shared slot.
     pub(crate) fn poll_ready(&self, cx: &mut Context<'_>, dir: Direction) -> Poll<io::Result<()>> {
-        self.readiness
-            .poll_ready(cx, dir, WaitSlot::Shared)
-            .map_ok(|_| ())
+        coop::poll_budgeted(cx, |cx| {
+            self.readiness
+                .poll_ready(cx, dir, WaitSlot::Shared)
+                .map_ok(|_| ())
+        })
     }
 
     /// Runs the non-blocking `op` until it does not report `WouldBlock`, waiting for readiness
@@ -123,7 +126,7 @@ impl<E: Source> PollEvented<E> {
         mut slot: WaitSlot<'_>,
         mut op: impl FnMut(&E) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        loop {
+        coop::poll_budgeted(cx, |cx| loop {
             let event = match self.readiness.poll_ready(cx, dir, slot.reborrow()) {
                 Poll::Ready(Ok(event)) => event,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -134,7 +137,7 @@ impl<E: Source> PollEvented<E> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 res => return Poll::Ready(res),
             }
-        }
+        })
     }
 
     /// [`poll_io`](Self::poll_io) for an operation that moves up to `len` bytes and returns how
@@ -148,7 +151,7 @@ impl<E: Source> PollEvented<E> {
         len: usize,
         mut op: impl FnMut(&E) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        loop {
+        coop::poll_budgeted(cx, |cx| loop {
             let event = match self.readiness.poll_ready(cx, dir, WaitSlot::Shared) {
                 Poll::Ready(Ok(event)) => event,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -165,7 +168,7 @@ impl<E: Source> PollEvented<E> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
-        }
+        })
     }
 
     /// Runs `op` once if the source looks ready in `dir`; `WouldBlock` otherwise.
@@ -207,7 +210,7 @@ pub(crate) struct IoWait<'a, E: Source> {
 impl<E: Source> IoWait<'_, E> {
     /// Ready once the source may make progress in this wait's direction (or failed).
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.poll_event(cx).map_ok(|_| ())
+        coop::poll_budgeted(cx, |cx| self.poll_event(cx).map_ok(|_| ()))
     }
 
     /// [`poll_ready`](Self::poll_ready), returning the readiness seen.

@@ -245,18 +245,20 @@ impl Future for Acquire {
     type Output = Result<MkBudgetGuard, MkAllocError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        if this.done {
-            panic!("`MkBudget::acquire` future polled after it completed");
-        }
-        if this.waiting.is_some() {
-            return this.poll_waiting(cx);
-        }
-        let res = this.first_poll(cx);
-        if res.is_ready() {
-            this.done = true;
-        }
-        res
+        crate::task::coop::poll_budgeted(cx, |cx| {
+            let this = &mut *self;
+            if this.done {
+                panic!("`MkBudget::acquire` future polled after it completed");
+            }
+            if this.waiting.is_some() {
+                return this.poll_waiting(cx);
+            }
+            let res = this.first_poll(cx);
+            if res.is_ready() {
+                this.done = true;
+            }
+            res
+        })
     }
 }
 

@@ -30,9 +30,12 @@ pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     loop {
+        // Each turn gets a cooperative budget, as a task's poll does.
+        let budget = crate::task::coop::start_poll();
         if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
             return out;
         }
+        drop(budget);
         // Sleeps until woken; an unpark that raced ahead of us makes this return at once.
         parker.park();
     }

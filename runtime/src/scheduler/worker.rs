@@ -36,6 +36,10 @@ pub(crate) struct Core {
     lifo_polls: Cell<u32>,
     searching: Cell<bool>,
     tick: Cell<u32>,
+    /// Wakers of tasks that yielded: woken once this worker has turned the driver.
+    deferred: std::cell::RefCell<Vec<std::task::Waker>>,
+    /// Set while `deferred` is woken: those tasks go behind the queued ones, not first.
+    waking_deferred: Cell<bool>,
     /// When this worker last served budgets waiting for heap memory.
     waiters_served: Cell<Instant>,
     rng: Cell<u64>,
@@ -52,6 +56,8 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>, pa
         lifo_polls: Cell::new(0),
         searching: Cell::new(false),
         tick: Cell::new(0),
+        deferred: std::cell::RefCell::new(Vec::new()),
+        waking_deferred: Cell::new(false),
         waiters_served: Cell::new(Instant::now()),
         rng: Cell::new(
             0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F),
@@ -74,7 +80,9 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>, pa
 impl Core {
     fn run(&self) {
         while !self.shared.is_shutdown() {
-            if self.tick.get() % DRIVER_INTERVAL == 0 {
+            if !self.deferred.borrow().is_empty() {
+                self.wake_deferred();
+            } else if self.tick.get() % DRIVER_INTERVAL == 0 {
                 // Timers and I/O must not wait for some worker to park.
                 self.shared.driver.turn_nonblocking();
             }
@@ -84,6 +92,24 @@ impl Core {
                 self.park();
             }
         }
+    }
+
+    /// Turns the driver, then queues the tasks that yielded since the last turn, behind the
+    /// tasks queued already: a yielding task lets timers, I/O and every queued task go first.
+    fn wake_deferred(&self) {
+        self.shared.driver.turn_nonblocking();
+        let wakers = std::mem::take(&mut *self.deferred.borrow_mut());
+        self.waking_deferred.set(true);
+        // A waker may be a combinator's, running its own code: no borrow is held here, and a
+        // panic in one costs only its own wake-up.
+        crate::unwind::wake_all(wakers);
+        self.waking_deferred.set(false);
+    }
+
+    /// Keeps `waker` until this worker has turned its driver (`task::yield_now` on a worker).
+    pub(crate) fn defer(&self, waker: &std::task::Waker) {
+        let _engine = heap::engine();
+        self.deferred.borrow_mut().push(waker.clone());
     }
 
     fn run_task(&self, task: Notified) {
@@ -248,6 +274,9 @@ impl Core {
     /// Queues a task woken on this worker: into the LIFO slot, so a task that just unblocked
     /// another runs next, with its data still hot in cache.
     pub(crate) fn schedule_lifo(&self, task: Notified) {
+        if self.waking_deferred.get() {
+            return self.schedule_back(task);
+        }
         if let Some(prev) = self.lifo.replace(Some(task)) {
             let _engine = heap::engine();
             self.local.push(prev);

@@ -78,16 +78,18 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
-        // SAFETY: the task's output type is `T` (constructor contract) and this handle holds
-        // the join interest.
-        unsafe {
-            self.raw.try_read_output(
-                (&mut out as *mut Poll<Result<T, JoinError>>).cast(),
-                cx.waker(),
-            )
-        };
-        out
+        super::coop::poll_budgeted(cx, |cx| {
+            let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
+            // SAFETY: the task's output type is `T` (constructor contract) and this handle
+            // holds the join interest.
+            unsafe {
+                self.raw.try_read_output(
+                    (&mut out as *mut Poll<Result<T, JoinError>>).cast(),
+                    cx.waker(),
+                )
+            };
+            out
+        })
     }
 }
 

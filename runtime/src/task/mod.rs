@@ -6,6 +6,7 @@
 
 mod abort;
 mod builder;
+pub mod coop;
 mod error;
 mod header;
 mod id;
@@ -23,6 +24,7 @@ mod loom_model;
 
 pub use abort::AbortHandle;
 pub use builder::{name, spawn_with_budget, Builder, TaskBudget};
+pub use coop::{consume_budget, unconstrained};
 pub use error::JoinError;
 pub use id::Id;
 pub use join::JoinHandle;

@@ -294,6 +294,7 @@ unsafe fn poll_future<F: Future, S>(cell: &Cell<F, S>, ptr: NonNull<Header>) -> 
     let memory = header.memory();
     let res = {
         let _current = context::enter_task(ptr);
+        let _budget = super::coop::start_poll();
         let heap = memory.and_then(|m| {
             m.count_poll();
             m.enter_heap()

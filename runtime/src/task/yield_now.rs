@@ -4,8 +4,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// Yields to the scheduler: the task goes to the back of its worker's queue, so every task
-/// queued before it runs first.
+/// Yields to the scheduler: on a worker, the task runs again only after the worker has turned
+/// its timer and I/O driver, behind every task queued by then (so timers due and sockets ready
+/// are served first); elsewhere (in `block_on`) it is polled again at once.
 ///
 /// ```
 /// # let rt = memkit_async_runtime::Runtime::new().unwrap();
@@ -29,9 +30,12 @@ impl Future for YieldNow {
             return Poll::Ready(());
         }
         self.yielded = true;
-        // A wake during the task's own poll re-queues it behind the queued tasks once the poll
-        // returns (state.rs, `transition_to_idle`).
-        cx.waker().wake_by_ref();
+        // On a worker, the task is woken once the worker has turned its driver, behind the
+        // tasks queued by then; elsewhere a wake during the poll re-queues it at once.
+        crate::context::with_worker(|worker| match worker {
+            Some(core) => core.defer(cx.waker()),
+            None => cx.waker().wake_by_ref(),
+        });
         Poll::Pending
     }
 }

@@ -117,7 +117,13 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
+        crate::task::coop::poll_budgeted(cx, |cx| self.poll_elapsed(cx))
+    }
+}
+
+impl Sleep {
+    fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self;
         if let Some((driver, key)) = &this.entry {
             if driver.set_waker(*key, cx.waker()) {
                 return Poll::Pending;

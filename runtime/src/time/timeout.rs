@@ -73,7 +73,10 @@ impl<F: Future> Future for Timeout<F> {
         if let Poll::Ready(out) = this.future.poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        match Pin::new(this.delay).poll(cx) {
+        // Outside the cooperative budget: a future that spends its whole budget each poll
+        // must still time out.
+        let delay = crate::task::coop::unconstrained(Pin::new(this.delay));
+        match std::pin::pin!(delay).poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
             Poll::Pending => Poll::Pending,
         }
