@@ -241,13 +241,16 @@ impl Schedule for Handle {
         charged: MkBudget,
         budget: MkBudget,
     ) -> Result<(), Notified> {
-        if self.shared.held.hold(task, charged, budget) {
+        // `self` lives in the task's cell: once the task is in the held queue another worker
+        // may release, run and free it, so everything after `hold` uses a handle of our own.
+        let this = self.clone();
+        if this.shared.held.hold(task, charged, budget) {
             // The worker asleep in the driver may have gone to sleep with no time limit: wake
             // it, so that it sleeps again looking at the held tasks every `RECHECK`.
-            self.shared.driver.wake();
+            this.shared.driver.wake();
         }
         // Release it at once if the budget emptied or nothing else can release memory.
-        self.serve_held();
+        this.serve_held();
         Ok(())
     }
 }

@@ -58,7 +58,8 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
 
     /// Holds `task` back for memory (memory.rs's `Gate::Hold`): `budget` is over its limit;
     /// the task is charged to `charged`. A scheduler that cannot hold tasks gives it back, and
-    /// it is polled.
+    /// it is polled. `self` lives in the task's cell: once the scheduler has taken the task, it
+    /// must not touch `self` again (the task may already have run and been freed elsewhere).
     fn hold_for_memory(
         &self,
         task: Notified,
