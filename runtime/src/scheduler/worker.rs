@@ -80,14 +80,15 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>, pa
 impl Core {
     fn run(&self) {
         while !self.shared.is_shutdown() {
-            if !self.deferred.borrow().is_empty() {
-                self.wake_deferred();
-            } else if self.tick.get() % DRIVER_INTERVAL == 0 {
+            if self.tick.get() % DRIVER_INTERVAL == 0 {
                 // Timers and I/O must not wait for some worker to park.
-                self.shared.driver.turn_nonblocking();
+                self.wake_deferred();
             }
             if let Some(task) = self.next_task().or_else(|| self.steal()) {
                 self.run_task(task);
+            } else if !self.deferred.borrow().is_empty() {
+                // Only tasks that yielded are left: turn the driver, then run them.
+                self.wake_deferred();
             } else {
                 self.park();
             }
@@ -98,6 +99,9 @@ impl Core {
     /// tasks queued already: a yielding task lets timers, I/O and every queued task go first.
     fn wake_deferred(&self) {
         self.shared.driver.turn_nonblocking();
+        if self.deferred.borrow().is_empty() {
+            return;
+        }
         let wakers = std::mem::take(&mut *self.deferred.borrow_mut());
         self.waking_deferred.set(true);
         // A waker may be a combinator's, running its own code: no borrow is held here, and a
