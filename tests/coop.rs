@@ -21,6 +21,14 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
         .expect("did not finish within its bound: a task kept its worker")
 }
 
+/// Spawns, from a task, a sibling that only raises the returned flag when it runs.
+fn spawn_sibling() -> Arc<AtomicBool> {
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    memkit_async::spawn(async move { flag.store(true, SeqCst) });
+    ran
+}
+
 /// On one worker: a task pings itself over a channel `rounds` times and returns the round at
 /// which it first saw a task it spawned before the loop run (`rounds` if never).
 fn rounds_before_a_sibling_ran(rounds: usize, unconstrained: bool) -> usize {
@@ -112,9 +120,7 @@ fn consume_budget_yields_after_the_units_of_one_poll() {
     let rt = Builder::new().worker_threads(1).build().unwrap();
     let seen = rt
         .block_on(rt.spawn(async {
-            let ran = Arc::new(AtomicBool::new(false));
-            let flag = ran.clone();
-            memkit_async::spawn(async move { flag.store(true, SeqCst) });
+            let ran = spawn_sibling();
             let mut steps = 0;
             while !ran.load(SeqCst) {
                 task::consume_budget().await;
@@ -196,9 +202,7 @@ fn a_one_nanosecond_interval_in_burst_mode_gives_its_worker_back() {
     let rt = Builder::new().worker_threads(1).build().unwrap();
     let seen = rt
         .block_on(rt.spawn(async {
-            let ran = Arc::new(AtomicBool::new(false));
-            let flag = ran.clone();
-            memkit_async::spawn(async move { flag.store(true, SeqCst) });
+            let ran = spawn_sibling();
             let mut every = memkit_async::time::interval(Duration::from_nanos(1));
             let mut ticks = 0;
             while !ran.load(SeqCst) && ticks < 100_000 {
