@@ -30,6 +30,7 @@ mod scheduler;
 pub mod signal;
 mod sync;
 pub mod task;
+mod task_core;
 pub mod time;
 mod tokio_bridge;
 mod unwind;

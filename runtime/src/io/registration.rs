@@ -3,8 +3,8 @@
 
 use super::reactor::Reactor;
 use super::readiness::{Direction, Readiness, WaitKey, WaitSlot};
-use crate::context;
-use crate::runtime::handle::NO_RUNTIME;
+use crate::context::NO_RUNTIME;
+use crate::driver;
 use mio::event::Source;
 use std::io;
 use std::sync::Arc;
@@ -21,12 +21,11 @@ pub(crate) struct PollEvented<E: Source> {
 impl<E: Source> PollEvented<E> {
     /// Registers `io` with the current runtime's reactor.
     pub(crate) fn new(mut io: E) -> io::Result<PollEvented<E>> {
-        let handle = context::current_handle().ok_or_else(|| {
+        let reactor = driver::with_current(|d| d.map(|d| d.io.clone())).ok_or_else(|| {
             io::Error::other(format!(
                 "memkit-async I/O resources need a runtime to drive them: {NO_RUNTIME}"
             ))
         })?;
-        let reactor = handle.shared.driver.io.clone();
         let (token, readiness) = reactor.register(&mut io)?;
         Ok(PollEvented {
             io,

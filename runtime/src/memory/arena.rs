@@ -13,10 +13,9 @@
 
 use super::chunk::Chunk;
 use super::chunk_pool::{chunk_size_for, ChunkMem, ChunkPool, CHUNK_ALIGN, MAX_CLASS, MIN_CLASS};
-use super::{MkAllocError, MkBudget, MkBudgetGuard};
-use crate::context;
+use super::{MkAllocError, MkBudget, MkBudgetGuard, RuntimeMemory};
 use crate::heap::Account;
-use crate::runtime::Handle;
+use crate::task_core;
 use std::alloc::Layout;
 use std::cell::Cell;
 use std::ptr::NonNull;
@@ -311,7 +310,7 @@ impl Drop for Arena {
 pub(crate) fn with_task_arena<R>(
     f: impl FnOnce(&Arena) -> Result<R, MkAllocError>,
 ) -> Result<R, MkAllocError> {
-    let Some(task) = context::current_task() else {
+    let Some(task) = task_core::current::get() else {
         return super::scope::with_scope_arena(f);
     };
     // SAFETY: the current task is alive while it is polled on this thread, and only this
@@ -329,13 +328,13 @@ pub(crate) fn with_task_arena<R>(
 
 /// The arena of a task's first allocation, charged to the task's budget (or the runtime's).
 #[cold]
-fn create_task_arena(header: &crate::task::Header) -> Result<*mut Arena, MkAllocError> {
-    let handle = Handle::try_current().map_err(|_| MkAllocError::NoTask)?;
-    let budget = crate::task::budget_of(header).unwrap_or_else(|| handle.memory_budget().clone());
+fn create_task_arena(header: &task_core::Header) -> Result<*mut Arena, MkAllocError> {
+    let memory = RuntimeMemory::current().ok_or(MkAllocError::NoTask)?;
+    let budget = task_core::budget_of(header).unwrap_or_else(|| memory.root().clone());
     let account = header.memory().and_then(|m| m.account_ptr());
     Ok(Box::into_raw(Arena::for_task(
         budget,
-        handle.shared.pool.clone(),
+        memory.pool().clone(),
         account,
     )))
 }
@@ -343,7 +342,7 @@ fn create_task_arena(header: &crate::task::Header) -> Result<*mut Arena, MkAlloc
 /// The identity of the current task's (or else scope's) arena, null if it has none.
 #[inline(always)]
 pub(crate) fn current_arena_id() -> *const () {
-    match context::current_task() {
+    match task_core::current::get() {
         // SAFETY: see `with_task_arena`.
         Some(task) => unsafe { *task.as_ref().arena.get() }.cast_const(),
         None => super::scope::current_arena_id(),

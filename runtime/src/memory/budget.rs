@@ -68,15 +68,15 @@ impl MkBudget {
     /// [`task::Builder`](crate::task::Builder), or by inheriting its spawner's); outside memkit
     /// tasks, the budget of the [`MkArenaTask`](super::MkArenaTask) being polled.
     pub fn current() -> Option<MkBudget> {
-        crate::task::current_budget()
+        crate::task_core::current_budget()
     }
 
     /// A budget of `limit` bytes charged into the current runtime's memory limit, or a root
     /// budget outside a runtime (for containers that may be made either way).
     pub(crate) fn in_current_runtime(limit: usize) -> MkBudget {
-        match crate::runtime::Handle::try_current() {
-            Ok(handle) => handle.memory_budget().child(limit),
-            Err(_) => MkBudget::new(limit),
+        match super::RuntimeMemory::current() {
+            Some(memory) => memory.root().child(limit),
+            None => MkBudget::new(limit),
         }
     }
 

@@ -93,7 +93,7 @@ impl ChunkPool {
     }
 
     fn worker_cache(&self) -> Option<&Mutex<Classes>> {
-        context::with_worker(|w| w.map(|w| w.index)).and_then(|i| self.workers.get(i))
+        context::worker_index().and_then(|i| self.workers.get(i))
     }
 
     /// A chunk of exactly `size` bytes (a value from `chunk_size_for`).

@@ -18,7 +18,7 @@ use super::owned::current_pool;
 use super::shared_alloc;
 use super::{MkAllocError, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget};
 use crate::sync::lock_std as lock;
-use crate::task;
+use crate::task_core as task;
 use std::alloc::Layout;
 use std::collections::HashMap;
 use std::fmt;

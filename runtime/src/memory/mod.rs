@@ -19,8 +19,10 @@ mod loom_budget;
 mod loom_chunk;
 mod owned;
 mod policy;
+pub(crate) mod runtime_memory;
 mod scope;
 mod shared_alloc;
+pub(crate) mod task_budget;
 mod vec;
 mod wait;
 mod wait_queue;
@@ -41,4 +43,6 @@ pub use wait::Acquire;
 
 pub(crate) use arena::drop_task_arena;
 pub(crate) use chunk_pool::ChunkPool;
-pub(crate) use scope::{current_budget as scope_budget, Scope};
+pub(crate) use runtime_memory::RuntimeMemory;
+pub(crate) use scope::current_budget as scope_budget;
+pub use task_budget::TaskBudget;

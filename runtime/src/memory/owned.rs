@@ -9,8 +9,7 @@
 use super::arena::{Arena, Mode};
 use super::boxed::poll_block;
 use super::chunk_pool::ChunkPool;
-use super::{MkAllocError, MkBudget};
-use crate::runtime::Handle;
+use super::{MkAllocError, MkBudget, RuntimeMemory};
 use std::alloc::Layout;
 use std::cell::Cell;
 use std::fmt;
@@ -51,12 +50,12 @@ unsafe impl Send for MkArena {}
 /// process-wide one.
 pub(super) fn current_pool() -> Arc<ChunkPool> {
     static POOL: OnceLock<Arc<ChunkPool>> = OnceLock::new();
-    Handle::try_current().map_or_else(
-        |_| {
+    RuntimeMemory::current().map_or_else(
+        || {
             POOL.get_or_init(|| Arc::new(ChunkPool::new(0, 16 << 20)))
                 .clone()
         },
-        |h| h.shared.pool.clone(),
+        |m| m.pool().clone(),
     )
 }
 

@@ -2,9 +2,9 @@
 //! (`MkAsyncBox`, `MkAsyncVec`), [`MkBudget::current`] and the budget's policy work wherever it
 //! is polled: in a tokio task, on another executor, or nested in a memkit task.
 //!
-//! While the future is polled (or dropped), its `Scope` is the thread's current scope
-//! (context.rs); arena allocation consults it when no memkit task is current, so the memkit
-//! task fast path is unchanged.
+//! While the future is polled (or dropped), its `Scope` is the thread's current scope (`SCOPE`
+//! below); arena allocation consults it when no memkit task is current, so the memkit task fast
+//! path is unchanged.
 //!
 //! Invariants:
 //! - The thread's scope pointer names a `Scope` only while the `MkArenaTask` holding it is being
@@ -19,10 +19,8 @@
 
 use super::arena::Arena;
 use super::owned::current_pool;
-use super::{MkAllocError, MkBudget};
-use crate::context;
-use crate::runtime::Handle;
-use crate::task::TaskBudget;
+use super::{MkAllocError, MkBudget, RuntimeMemory, TaskBudget};
+use crate::task_core::current::{self as current_task, TaskGuard};
 use pin_project::{pin_project, pinned_drop};
 use std::cell::Cell;
 use std::fmt;
@@ -30,6 +28,36 @@ use std::future::Future;
 use std::pin::Pin;
 use std::ptr::{self, NonNull};
 use std::task::{ready, Context, Poll};
+
+thread_local! {
+    // Consulted only when no task is current, so the task fast path never reads it.
+    static SCOPE: Cell<Option<NonNull<Scope>>> = const { Cell::new(None) };
+}
+
+/// Restores the previous current task and scope on drop.
+struct ScopeGuard {
+    _task: TaskGuard,
+    scope: Option<NonNull<Scope>>,
+}
+
+/// Makes `scope` the current arena scope. A memkit task being polled on this thread is hidden
+/// until the guard drops: the innermost arena owner is the one allocations go to.
+fn enter_scope(scope: NonNull<Scope>) -> ScopeGuard {
+    ScopeGuard {
+        _task: current_task::hide(),
+        scope: SCOPE.replace(Some(scope)),
+    }
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        SCOPE.set(self.scope);
+    }
+}
+
+fn current_scope() -> Option<NonNull<Scope>> {
+    SCOPE.get()
+}
 
 /// The arena owner of an `MkArenaTask`.
 pub(crate) struct Scope {
@@ -93,7 +121,7 @@ impl Drop for Scope {
 pub(crate) fn with_scope_arena<R>(
     f: impl FnOnce(&Arena) -> Result<R, MkAllocError>,
 ) -> Result<R, MkAllocError> {
-    let scope = context::current_scope().ok_or(MkAllocError::NoTask)?;
+    let scope = current_scope().ok_or(MkAllocError::NoTask)?;
     // SAFETY: a current scope is alive and used only by this thread (file invariant).
     f(unsafe { scope.as_ref() }.arena())
 }
@@ -101,7 +129,7 @@ pub(crate) fn with_scope_arena<R>(
 /// The identity of the current scope's arena; null without a scope or before its first
 /// allocation.
 pub(crate) fn current_arena_id() -> *const () {
-    match context::current_scope() {
+    match current_scope() {
         // SAFETY: as in `with_scope_arena`.
         Some(scope) => unsafe { scope.as_ref() }.arena.get().cast_const().cast(),
         None => ptr::null(),
@@ -111,13 +139,13 @@ pub(crate) fn current_arena_id() -> *const () {
 /// The id of the current scope.
 pub(crate) fn current_scope_id() -> Option<u64> {
     // SAFETY: as in `with_scope_arena`.
-    context::current_scope().map(|scope| unsafe { scope.as_ref() }.id)
+    current_scope().map(|scope| unsafe { scope.as_ref() }.id)
 }
 
 /// The budget of the current scope.
 pub(crate) fn current_budget() -> Option<MkBudget> {
     // SAFETY: as in `with_scope_arena`.
-    context::current_scope().map(|scope| unsafe { scope.as_ref() }.budget.clone())
+    current_scope().map(|scope| unsafe { scope.as_ref() }.budget.clone())
 }
 
 /// A future that runs as an arena task of its own wherever it is polled: it owns a task arena
@@ -165,11 +193,9 @@ impl<F> MkArenaTask<F> {
     pub fn new(budget: impl Into<TaskBudget>, future: F) -> MkArenaTask<F> {
         let budget = match budget.into() {
             TaskBudget::Budget(budget) => budget,
-            TaskBudget::Bytes(bytes) => match MkBudget::current().or_else(|| {
-                Handle::try_current()
-                    .ok()
-                    .map(|h| h.memory_budget().clone())
-            }) {
+            TaskBudget::Bytes(bytes) => match MkBudget::current()
+                .or_else(|| RuntimeMemory::current().map(|m| m.root().clone()))
+            {
                 Some(parent) => parent.child(bytes),
                 None => MkBudget::new(bytes),
             },
@@ -211,7 +237,7 @@ impl<F: Future> Future for MkArenaTask<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
-        let _scope = context::enter_scope(NonNull::from(&*this.scope));
+        let _scope = enter_scope(NonNull::from(&*this.scope));
         let _heap = this.scope.enter_heap();
         let future = this
             .future
@@ -232,7 +258,7 @@ impl<F> PinnedDrop for MkArenaTask<F> {
     fn drop(self: Pin<&mut Self>) {
         let mut this = self.project();
         // What the future frees while it drops is a local free in its own arena.
-        let _scope = context::enter_scope(NonNull::from(&*this.scope));
+        let _scope = enter_scope(NonNull::from(&*this.scope));
         let _heap = this.scope.enter_heap();
         this.future.set(None);
     }

@@ -14,15 +14,12 @@
 
 use super::budget::MkBudget;
 use super::guard::MkBudgetGuard;
-use super::{MkAllocError, MkBackpressure};
-use crate::context;
-use crate::runtime::Handle;
+use super::{MkAllocError, MkBackpressure, RuntimeMemory};
 use crate::sync::{lock, Mutex};
-use crate::task::Id;
+use crate::task_core::{self, Id};
 use crate::time::{sleep_until, Sleep};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -127,7 +124,7 @@ struct Waiting {
     /// The task marked `WAITING_MEMORY`, if the request was made inside one.
     task: Option<Id>,
     /// The runtime whose count of tasks waiting for memory includes this request.
-    runtime: Option<Handle>,
+    runtime: Option<Arc<RuntimeMemory>>,
     since: Instant,
     /// `Timeout(d)` only; `None` also when the deadline is beyond what `Instant` can represent.
     deadline: Option<Sleep>,
@@ -275,24 +272,22 @@ impl Waiting {
     /// The request is no longer waiting: unmark the task and uncount it.
     fn end(self) {
         mark_task_waiting(self.task, false);
-        if let Some(handle) = self.runtime {
-            handle.shared.memory_waiting.fetch_sub(1, Ordering::SeqCst);
+        if let Some(memory) = self.runtime {
+            memory.wait_ended();
         }
     }
 }
 
 /// Counts a waiting request made inside a runtime (on a worker, in `block_on`, ...).
-fn count_waiting() -> Option<Handle> {
-    let handle = Handle::try_current().ok()?;
-    handle.shared.memory_waiting.fetch_add(1, Ordering::SeqCst);
-    Some(handle)
+fn count_waiting() -> Option<Arc<RuntimeMemory>> {
+    Some(RuntimeMemory::current()?.wait_started())
 }
 
 /// Sets or clears `WAITING_MEMORY` on the task being polled, if it is `expected` (any task when
 /// `None`); returns the task marked. A request dropped or finished outside the task that made it
 /// leaves the flag to that task's next request.
 fn mark_task_waiting(expected: Option<Id>, waiting: bool) -> Option<Id> {
-    let task = context::current_task()?;
+    let task = task_core::current::get()?;
     // SAFETY: the current task is alive while it is being polled (or dropped) on this thread.
     let header = unsafe { task.as_ref() };
     if expected.is_some_and(|id| id != header.id) {

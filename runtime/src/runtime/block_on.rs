@@ -1,7 +1,6 @@
 //! Driving one future on the calling thread.
 
-use super::Handle;
-use crate::context;
+use super::{context, Handle};
 use crossbeam_utils::sync::{Parker, Unparker};
 use std::future::Future;
 use std::pin::pin;
@@ -22,9 +21,9 @@ impl Wake for ThreadWaker {
 
 #[track_caller]
 pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
-    let _driving = context::enter_driving();
-    let _handle = context::set_handle(handle.clone());
-    let _tokio = handle.shared.tokio.enter();
+    let _driving = crate::context::enter_driving();
+    let _handle = context::enter(handle);
+    let _tokio = handle.bridge().enter();
     let parker = Parker::new();
     let waker = Waker::from(Arc::new(ThreadWaker(parker.unparker().clone())));
     let mut cx = Context::from_waker(&waker);

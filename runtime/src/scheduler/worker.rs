@@ -1,19 +1,20 @@
 //! A worker thread: runs tasks from its LIFO slot, its local queue, the global injector, and
 //! what it steals from others; sleeps when there is nothing anywhere.
 //!
-//! Invariant: `Core` is owned by its worker thread and never shared with another; other threads
-//! reach its queue only through the `Stealer` in `Shared::remotes`.
+//! Invariants: `Core` is owned by its worker thread and never shared with another; other
+//! threads reach its queue only through the `Stealer` in `Shared::remotes`. The thread's
+//! `CURRENT` pointer is set only by `WorkerParts::run`, to the `Core` on its stack frame, and
+//! cleared by the guard before that frame ends; it is only dereferenced on that thread.
 
-use super::Shared;
+use super::{Handle, Shared};
 use crate::context;
 use crate::heap;
 use crate::memory::heap_waiters;
-use crate::runtime::Handle;
-use crate::task::Notified;
+use crate::task_core::Notified;
 use crossbeam_deque::{Steal, Worker};
 use crossbeam_utils::sync::Parker;
 use std::cell::Cell;
-use std::sync::atomic::Ordering::Relaxed;
+use std::ptr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,9 +29,38 @@ const MAX_LIFO_POLLS: u32 = 3;
 /// How often a busy worker turns the timer and I/O driver without blocking.
 const DRIVER_INTERVAL: u32 = 61;
 
-pub(crate) struct Core {
-    pub(crate) index: usize,
-    pub(crate) shared: Arc<Shared>,
+thread_local! {
+    // Without a destructor: a plain thread-local access on every wake-up from a worker.
+    static CURRENT: Cell<*const Core> = const { Cell::new(ptr::null()) };
+}
+
+/// Runs `f` with this thread's worker, if it is one.
+#[inline]
+pub(super) fn with_current<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
+    let core = CURRENT.get();
+    // SAFETY: a non-null pointer is a live `Core` on this thread's worker frame (file invariant).
+    f(unsafe { core.as_ref() })
+}
+
+/// Clears the thread's worker pointer on drop.
+struct CurrentGuard(());
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        CURRENT.set(ptr::null());
+    }
+}
+
+/// What one worker thread runs with: its index, its local queue and its parker.
+pub(crate) struct WorkerParts {
+    pub(super) index: usize,
+    pub(super) local: Worker<Notified>,
+    pub(super) parker: Parker,
+}
+
+pub(super) struct Core {
+    index: usize,
+    pub(super) shared: Arc<Shared>,
     local: Worker<Notified>,
     lifo: Cell<Option<Notified>>,
     lifo_polls: Cell<u32>,
@@ -42,33 +72,38 @@ pub(crate) struct Core {
     parker: Parker,
 }
 
-/// Runs worker `index` until the runtime shuts down.
-pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>, parker: Parker) {
-    let core = Core {
-        index,
-        shared: shared.clone(),
-        local,
-        lifo: Cell::new(None),
-        lifo_polls: Cell::new(0),
-        searching: Cell::new(false),
-        tick: Cell::new(0),
-        waiters_served: Cell::new(Instant::now()),
-        rng: Cell::new(
-            0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F),
-        ),
-        parker,
-    };
-    let root = shared.memory.account().as_ptr().as_ptr().cast_const();
-    let _handle = context::set_handle(Handle { shared });
-    let _driving = context::enter_driving();
-    let _worker = context::set_worker(&core);
-    // Heap bytes this worker charges to the runtime's root go to its own partial sum.
-    let _shard = heap::enter_worker(heap::Shard { root, index });
-    core.run();
-    // Queued references are dropped here; the tasks themselves are cancelled by the owned-task
-    // list at shutdown.
-    drop(core.lifo.take());
-    while core.local.pop().is_some() {}
+impl WorkerParts {
+    /// Runs this worker on the calling thread until `scheduler` shuts down.
+    pub(crate) fn run(self, scheduler: &Handle) {
+        let WorkerParts {
+            index,
+            local,
+            parker,
+        } = self;
+        let core = Core {
+            index,
+            shared: scheduler.shared.clone(),
+            local,
+            lifo: Cell::new(None),
+            lifo_polls: Cell::new(0),
+            searching: Cell::new(false),
+            tick: Cell::new(0),
+            waiters_served: Cell::new(Instant::now()),
+            rng: Cell::new(
+                0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F),
+            ),
+            parker,
+        };
+        let _driving = context::enter_driving();
+        let _index = context::enter_worker(index);
+        CURRENT.set(&core);
+        let _current = CurrentGuard(());
+        core.run();
+        // Queued references are dropped here; the tasks themselves are cancelled by the
+        // owned-task list at shutdown.
+        drop(core.lifo.take());
+        while core.local.pop().is_some() {}
+    }
 }
 
 impl Core {
@@ -91,8 +126,7 @@ impl Core {
             // We were the last one looking: hand the search on in case more work is queued.
             self.shared.notify_parked();
         }
-        let m = &self.shared.remotes[self.index].metrics;
-        m.polls.store(m.polls.load(Relaxed) + 1, Relaxed);
+        self.shared.remotes[self.index].metrics.count_poll();
         task.run();
         if self.shared.held.len() != 0 {
             // The poll may have released memory that held tasks wait for.
@@ -168,8 +202,7 @@ impl Core {
             loop {
                 match remotes[victim].stealer.steal_batch_and_pop(&self.local) {
                     Steal::Success(task) => {
-                        let m = &remotes[self.index].metrics;
-                        m.steals.store(m.steals.load(Relaxed) + 1, Relaxed);
+                        remotes[self.index].metrics.count_steal();
                         return Some(task);
                     }
                     Steal::Empty => break,
@@ -200,8 +233,8 @@ impl Core {
             return;
         }
         let m = &shared.remotes[self.index].metrics;
-        m.parks.store(m.parks.load(Relaxed) + 1, Relaxed);
-        m.parked.store(true, std::sync::atomic::Ordering::SeqCst);
+        m.count_park();
+        m.set_parked(true);
         if let Some(mut poller) = shared.driver.try_lock() {
             // This worker blocks in the driver until a timer, I/O or a notification.
             // While tasks are held for memory, look again every `RECHECK`: memory freed by
@@ -211,7 +244,7 @@ impl Core {
             shared.driver.park(&mut poller, self.index, cap, || {
                 shared.idle.is_sleeping(self.index) && !shared.is_shutdown()
             });
-            m.parked.store(false, std::sync::atomic::Ordering::SeqCst);
+            m.set_parked(false);
             shared.idle.unregister_sleeper(self.index);
             // Woken tasks go to this worker's own queue, and this worker runs them: it stops
             // searching without waking another for the one task an I/O event usually brings
@@ -231,14 +264,14 @@ impl Core {
             }
             // A stale unpark token from an earlier notification: still asleep.
         }
-        m.parked.store(false, std::sync::atomic::Ordering::SeqCst);
+        m.set_parked(false);
         shared.idle.unregister_sleeper(self.index);
         self.searching.set(true);
     }
 
     /// Queues a task woken on this worker: into the LIFO slot, so a task that just unblocked
     /// another runs next, with its data still hot in cache.
-    pub(crate) fn schedule_lifo(&self, task: Notified) {
+    pub(super) fn schedule_lifo(&self, task: Notified) {
         if let Some(prev) = self.lifo.replace(Some(task)) {
             let _engine = heap::engine();
             self.local.push(prev);
@@ -247,7 +280,7 @@ impl Core {
     }
 
     /// Queues a spawned or yielding task behind this worker's queued tasks.
-    pub(crate) fn schedule_back(&self, task: Notified) {
+    pub(super) fn schedule_back(&self, task: Notified) {
         let _engine = heap::engine();
         self.local.push(task);
         self.shared.notify_parked();

@@ -14,8 +14,7 @@
 use super::header::{Header, TaskHead, Vtable};
 use super::memory::{Gate, TaskMemory};
 use super::state::{ToIdle, ToRunning};
-use super::{list, waker, Id, JoinError, Schedule};
-use crate::context;
+use super::{current, list, waker, Id, JoinError, Schedule};
 use crate::memory;
 use std::cell::UnsafeCell;
 use std::future::Future;
@@ -290,7 +289,7 @@ unsafe fn poll_future<F: Future, S>(cell: &Cell<F, S>, ptr: NonNull<Header>) -> 
     let id = header.id;
     let memory = header.memory();
     let res = {
-        let _current = context::enter_task(ptr);
+        let _current = current::enter(ptr);
         let heap = memory.and_then(|m| {
             m.count_poll();
             m.enter_heap()
@@ -331,7 +330,7 @@ fn drop_stage<F: Future>(
     stage: &mut Stage<F>,
     ptr: NonNull<Header>,
 ) -> Result<(), Box<dyn std::any::Any + Send>> {
-    let _current = context::enter_task(ptr);
+    let _current = current::enter(ptr);
     // SAFETY: the caller holds a reference, so the header is alive.
     let _heap = unsafe { ptr.as_ref() }
         .memory()
