@@ -5,10 +5,11 @@
 //! The runtime makes its memory current on its threads (and in `block_on` and `Runtime::enter`)
 //! next to its handle, so the memory code finds it without knowing the runtime.
 
-use super::{ChunkPool, MkBudget};
+use super::arena::ChunkPool;
+use super::MkBudget;
 use crate::sync::{AtomicUsize, Ordering::SeqCst};
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub(crate) struct RuntimeMemory {
     /// The root budget: the runtime's `memory_limit`.
@@ -48,6 +49,19 @@ impl RuntimeMemory {
             CURRENT
                 .try_with(|c| c.replace(Some(memory)))
                 .unwrap_or(None),
+        )
+    }
+
+    /// The chunk pool for arenas made here: the current runtime's, or outside any runtime a
+    /// process-wide one.
+    pub(crate) fn current_pool() -> Arc<ChunkPool> {
+        static POOL: OnceLock<Arc<ChunkPool>> = OnceLock::new();
+        RuntimeMemory::current().map_or_else(
+            || {
+                POOL.get_or_init(|| Arc::new(ChunkPool::new(0, 16 << 20)))
+                    .clone()
+            },
+            |m| m.pool().clone(),
         )
     }
 

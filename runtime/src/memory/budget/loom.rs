@@ -12,7 +12,8 @@
 //! - bytes are never lost nor granted twice: once every thread is done and every guard dropped,
 //!   `used() == 0` and `waiting() == 0`, and the peak never exceeded the limit.
 
-use super::{Acquire, MkAllocError, MkBackpressure, MkBudget, MkBudgetGuard};
+use super::{Acquire, MkBackpressure, MkBudget, MkBudgetGuard};
+use crate::memory::MkAllocError;
 use crate::sync::{lock, loom_model, AtomicBool, Mutex, Ordering::SeqCst};
 use loom::sync::Condvar;
 use loom::thread;

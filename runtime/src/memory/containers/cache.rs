@@ -3,21 +3,20 @@
 //! Invariants:
 //! - The cache's arena (counted mode) is only touched with its mutex held, which orders every
 //!   use of it and of its chunks' owner-only counters; it is never a task's current arena, so
-//!   every free of a cached value takes chunk.rs's remote path.
+//!   every free of a cached value takes memory/arena/chunk.rs's remote path.
 //! - No user code runs with either mutex held. New chunks are charged to the budget (which may
 //!   evict, and an evictable may insert into this very cache) before the arena mutex is taken,
-//!   and chunks and charges let go of under it are dropped after (shared_alloc.rs), since
+//!   and chunks and charges let go of under it are dropped after (memory/arena/shared.rs), since
 //!   returning bytes wakes tasks. Keys and entries leave the table under its mutex and are
 //!   dropped after it is released. (Comparing and hashing keys, and `get`'s clone, are the
 //!   exceptions a locked map cannot avoid.)
 //! - Eviction waits for the arena mutex to give back an emptied chunk: nobody holds it for
 //!   longer than a bump or a chunk installation.
 
-use super::arena::{Arena, Mode};
-use super::owned::current_pool;
-use super::shared_alloc::{self, Charge, Spare, Step};
-use super::{MkAllocError, MkAsyncBox, MkBackpressure, MkBudget, MkBudgetGuard};
-use super::{MkByteSize, MkEvictable};
+use crate::memory::arena::shared::{self, Charge, Spare, Step};
+use crate::memory::arena::{Arena, Mode};
+use crate::memory::{MkAllocError, MkAsyncBox, MkBackpressure, MkBudget, MkBudgetGuard};
+use crate::memory::{MkByteSize, MkEvictable, RuntimeMemory};
 use crate::sync::lock_std as lock;
 use std::alloc::Layout;
 use std::borrow::Borrow;
@@ -108,7 +107,7 @@ where
     /// insert does (`Evict` drops the oldest entries; `Wait` waits for removals; `Fail` and
     /// `Timeout` fail). Other users of `budget` under `Evict` may reclaim from the cache.
     pub fn with_budget(budget: &MkBudget) -> MkAsyncCache<K, V> {
-        let pool = current_pool();
+        let pool = RuntimeMemory::current_pool();
         let inner = Arc::new(Inner {
             budget: budget.clone(),
             arena: Mutex::new(Arena::new(budget.clone(), pool, Mode::Counted)),
@@ -137,7 +136,7 @@ where
             n => Some(self.inner.budget.acquire(n).await?),
         };
         let inner = &*self.inner;
-        let block = shared_alloc::alloc(&inner.budget, |charge, spare| {
+        let block = shared::alloc(&inner.budget, |charge, spare| {
             inner.step(Layout::new::<V>(), charge, spare)
         })
         .await?;
@@ -156,7 +155,7 @@ where
             n => Some(self.inner.budget.try_acquire(n)?),
         };
         let inner = &*self.inner;
-        let block = shared_alloc::try_alloc(&inner.budget, |charge, spare| {
+        let block = shared::try_alloc(&inner.budget, |charge, spare| {
             inner.step(Layout::new::<V>(), charge, spare)
         })?;
         // SAFETY: the block is fresh and laid out for `V`.

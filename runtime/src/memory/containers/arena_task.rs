@@ -2,151 +2,16 @@
 //! (`MkAsyncBox`, `MkAsyncVec`), [`MkBudget::current`] and the budget's policy work wherever it
 //! is polled: in a tokio task, on another executor, or nested in a memkit task.
 //!
-//! While the future is polled (or dropped), its `Scope` is the thread's current scope (`SCOPE`
-//! below); arena allocation consults it when no memkit task is current, so the memkit task fast
-//! path is unchanged.
-//!
-//! Invariants:
-//! - The thread's scope pointer names a `Scope` only while the `MkArenaTask` holding it is being
-//!   polled or dropped on that thread: the guard restores the previous value before `poll` or
-//!   `drop` returns or unwinds, and the task cannot move or drop during that call.
-//! - A scope's arena slot is null until its first allocation, then holds a boxed `Arena` owned
-//!   by the scope until the future completes or the scope drops. It is used through the scope
-//!   pointer by the thread polling the task (one at a time: polling takes `Pin<&mut>`, and
-//!   executors order successive polls on different threads) and freed by that thread once the
-//!   future is done, or by the scope's `Drop`, never while a borrow from `Scope::arena` lives;
-//!   so the arena is used by one thread at a time, as arena.rs requires.
+//! While the future is polled (or dropped), its `Scope` (memory/arena/scope.rs) is entered, so
+//! it is the arena owner allocations go to.
 
-use super::arena::Arena;
-use super::owned::current_pool;
-use super::{MkAllocError, MkBudget, RuntimeMemory, TaskBudget};
-use crate::task_core::current::{self as current_task, TaskGuard};
+use crate::memory::arena::Scope;
+use crate::memory::{MkBudget, RuntimeMemory, TaskBudget};
 use pin_project::{pin_project, pinned_drop};
-use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::ptr::{self, NonNull};
 use std::task::{ready, Context, Poll};
-
-thread_local! {
-    // Consulted only when no task is current, so the task fast path never reads it.
-    static SCOPE: Cell<Option<NonNull<Scope>>> = const { Cell::new(None) };
-}
-
-/// Restores the previous current task and scope on drop.
-struct ScopeGuard {
-    _task: TaskGuard,
-    scope: Option<NonNull<Scope>>,
-}
-
-/// Makes `scope` the current arena scope. A memkit task being polled on this thread is hidden
-/// until the guard drops: the innermost arena owner is the one allocations go to.
-fn enter_scope(scope: NonNull<Scope>) -> ScopeGuard {
-    ScopeGuard {
-        _task: current_task::hide(),
-        scope: SCOPE.replace(Some(scope)),
-    }
-}
-
-impl Drop for ScopeGuard {
-    fn drop(&mut self) {
-        SCOPE.set(self.scope);
-    }
-}
-
-fn current_scope() -> Option<NonNull<Scope>> {
-    SCOPE.get()
-}
-
-/// The arena owner of an `MkArenaTask`.
-pub(crate) struct Scope {
-    /// Process-unique, so frames (frame.rs) can name the scope that owns them.
-    id: u64,
-    budget: MkBudget,
-    arena: Cell<*mut Arena>,
-}
-
-// SAFETY: a scope exclusively owns its boxed arena (which is `Send`); moving the scope moves
-// that ownership whole. It is not `Sync` (`Cell`), so one thread uses it at a time.
-unsafe impl Send for Scope {}
-
-impl Scope {
-    /// The scope's arena, created (empty, charged to the scope's budget) on first use.
-    fn arena(&self) -> &Arena {
-        let mut arena = self.arena.get();
-        if arena.is_null() {
-            let pool = current_pool();
-            arena = Box::into_raw(Arena::new(
-                self.budget.clone(),
-                pool,
-                super::arena::Mode::Counted,
-            ));
-            self.arena.set(arena);
-        }
-        // SAFETY: a non-null slot holds a live boxed arena, freed only by `release_arena`,
-        // which never runs while a borrow from here lives (file invariant).
-        unsafe { &*arena }
-    }
-
-    /// Charges this thread's heap allocations to the scope's budget until the guard drops
-    /// (with `MkGlobalAlloc` installed).
-    fn enter_heap(&self) -> Option<crate::heap::Scope> {
-        // SAFETY: the scope holds its budget, which holds the account, for the guard's life
-        // (the guard lives inside a poll or drop of the task that owns the scope).
-        crate::heap::installed()
-            .then(|| unsafe { crate::heap::Scope::enter(self.budget.account().as_ptr()) })
-    }
-
-    /// Drops the arena (its chunks live on while objects in them do, chunk.rs); a later
-    /// allocation would start a new one.
-    fn release_arena(&self) {
-        let arena = self.arena.replace(ptr::null_mut());
-        if !arena.is_null() {
-            // SAFETY: made by `Box::into_raw` in `arena` and taken out of the slot here, so
-            // freed once; no borrow from `arena()` is alive (callers hold none).
-            drop(unsafe { Box::from_raw(arena) });
-        }
-    }
-}
-
-impl Drop for Scope {
-    fn drop(&mut self) {
-        self.release_arena();
-    }
-}
-
-/// Runs `f` with the current scope's arena, or `NoTask` when no scope is current either.
-#[cold]
-pub(crate) fn with_scope_arena<R>(
-    f: impl FnOnce(&Arena) -> Result<R, MkAllocError>,
-) -> Result<R, MkAllocError> {
-    let scope = current_scope().ok_or(MkAllocError::NoTask)?;
-    // SAFETY: a current scope is alive and used only by this thread (file invariant).
-    f(unsafe { scope.as_ref() }.arena())
-}
-
-/// The identity of the current scope's arena; null without a scope or before its first
-/// allocation.
-pub(crate) fn current_arena_id() -> *const () {
-    match current_scope() {
-        // SAFETY: as in `with_scope_arena`.
-        Some(scope) => unsafe { scope.as_ref() }.arena.get().cast_const().cast(),
-        None => ptr::null(),
-    }
-}
-
-/// The id of the current scope.
-pub(crate) fn current_scope_id() -> Option<u64> {
-    // SAFETY: as in `with_scope_arena`.
-    current_scope().map(|scope| unsafe { scope.as_ref() }.id)
-}
-
-/// The budget of the current scope.
-pub(crate) fn current_budget() -> Option<MkBudget> {
-    // SAFETY: as in `with_scope_arena`.
-    current_scope().map(|scope| unsafe { scope.as_ref() }.budget.clone())
-}
 
 /// A future that runs as an arena task of its own wherever it is polled: it owns a task arena
 /// (created on its first allocation) and a budget, and while it is polled they are the current
@@ -176,7 +41,7 @@ pub(crate) fn current_budget() -> Option<MkBudget> {
 /// let out = std::future::Future::poll(task.as_mut(), &mut cx);
 /// assert_eq!(out, std::task::Poll::Ready((1000, 4096))); // one 4 KiB chunk
 /// assert_eq!(budget.used(), 0); // the box and the arena's chunk are gone
-/// /// ```
+/// ```
 #[pin_project(PinnedDrop)]
 #[must_use = "futures do nothing unless polled"]
 pub struct MkArenaTask<F> {
@@ -202,33 +67,19 @@ impl<F> MkArenaTask<F> {
         };
         MkArenaTask {
             future: Some(future),
-            scope: Scope {
-                id: {
-                    static NEXT: std::sync::atomic::AtomicU64 =
-                        std::sync::atomic::AtomicU64::new(1);
-                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                },
-                budget,
-                arena: Cell::new(ptr::null_mut()),
-            },
+            scope: Scope::new(budget),
         }
     }
 
     /// The budget the future's arena is charged to.
     pub fn budget(&self) -> &MkBudget {
-        &self.scope.budget
+        self.scope.budget()
     }
 
     /// Bytes of arena chunks installed for this future so far (0 before it allocates and once
     /// it has completed).
     pub fn allocated_bytes(&self) -> usize {
-        let arena = self.scope.arena.get();
-        if arena.is_null() {
-            return 0;
-        }
-        // SAFETY: a non-null slot holds the scope's live arena; `&self` rules out a concurrent
-        // poll (which needs `Pin<&mut Self>`), so nothing else uses it now.
-        unsafe { &*arena }.installed_bytes()
+        self.scope.installed_bytes()
     }
 }
 
@@ -237,7 +88,7 @@ impl<F: Future> Future for MkArenaTask<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let mut this = self.project();
-        let _scope = enter_scope(NonNull::from(&*this.scope));
+        let _scope = this.scope.enter();
         let _heap = this.scope.enter_heap();
         let future = this
             .future
@@ -258,7 +109,7 @@ impl<F> PinnedDrop for MkArenaTask<F> {
     fn drop(self: Pin<&mut Self>) {
         let mut this = self.project();
         // What the future frees while it drops is a local free in its own arena.
-        let _scope = enter_scope(NonNull::from(&*this.scope));
+        let _scope = this.scope.enter();
         let _heap = this.scope.enter_heap();
         this.future.set(None);
     }
@@ -267,7 +118,7 @@ impl<F> PinnedDrop for MkArenaTask<F> {
 impl<F> fmt::Debug for MkArenaTask<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MkArenaTask")
-            .field("budget", &self.scope.budget)
+            .field("budget", self.scope.budget())
             .field("allocated_bytes", &self.allocated_bytes())
             .field("completed", &self.future.is_none())
             .finish()
@@ -277,7 +128,7 @@ impl<F> fmt::Debug for MkArenaTask<F> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::memory::{MkAsyncBox, MkBackpressure};
+    use crate::memory::{MkAllocError, MkAsyncBox, MkBackpressure};
     use std::task::Waker;
 
     /// Pending once (waking itself), then ready: a point where the task may change threads.

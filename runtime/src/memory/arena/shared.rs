@@ -8,8 +8,8 @@
 //! the budget: what it lets go of (a charge it no longer needs, a retired chunk) is dropped by
 //! the caller once the lock is released.
 
-use super::arena::{self, Arena, Block, Retired};
-use super::{MkAllocError, MkBudget, MkBudgetGuard};
+use super::{grow_now, Arena, Block, Retired};
+use crate::memory::{MkAllocError, MkBudget, MkBudgetGuard};
 use std::alloc::Layout;
 
 /// A chunk's bytes, charged with no lock held, and the chunk size they pay for.
@@ -98,7 +98,7 @@ pub(crate) fn try_alloc(
         match run_step(&mut step, charge.take())? {
             Step::Done(block) => return Ok(block),
             Step::Grow { grown, smallest } => {
-                charge = Some(match arena::grow_now(budget, grown, smallest) {
+                charge = Some(match grow_now(budget, grown, smallest) {
                     Some(guard) => (guard, grown),
                     None => (budget.try_acquire(smallest)?, smallest),
                 });
@@ -121,7 +121,7 @@ pub(crate) async fn alloc(
             Step::Done(block) => return Ok(block),
             Step::Grow { grown, smallest } => (grown, smallest),
         };
-        charge = Some(match arena::grow_now(budget, grown, smallest) {
+        charge = Some(match grow_now(budget, grown, smallest) {
             Some(guard) => (guard, grown),
             None => (budget.acquire(smallest).await?, smallest),
         });

@@ -6,8 +6,8 @@
 //! in at most one cache or pool list, or owned by one chunk in use; class chunks are exactly a
 //! class size, dedicated chunks (above the largest class) are never pooled.
 
-use super::MkAllocError;
 use crate::context;
+use crate::memory::MkAllocError;
 use crate::sync::lock_std as lock;
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;

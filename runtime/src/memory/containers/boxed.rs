@@ -2,12 +2,10 @@
 //!
 //! Invariants: `ptr` points to an initialised `T` inside `chunk` (or is dangling and aligned for
 //! a zero-sized `T`, with no chunk); the box counts as one live object of its chunk until its
-//! drop frees it, wherever that drop runs (chunk.rs decides local or remote).
+//! drop frees it, wherever that drop runs (memory/arena/chunk.rs decides local or remote).
 
-use super::arena::{self, Arena, Block};
-use super::chunk::Chunk;
-use super::wait::Acquire;
-use super::MkAllocError;
+use crate::memory::arena::{self, free, Arena, Block, Chunk};
+use crate::memory::{Acquire, MkAllocError};
 use std::alloc::Layout;
 use std::fmt;
 use std::future::Future;
@@ -46,7 +44,7 @@ pub struct MkAsyncBox<T> {
 }
 
 // SAFETY: the box owns its `T`; the chunk it points to is only touched through the counting
-// protocol of chunk.rs, which is safe from any thread.
+// protocol of memory/arena/chunk.rs, which is safe from any thread.
 unsafe impl<T: Send> Send for MkAsyncBox<T> {}
 // SAFETY: `&MkAsyncBox<T>` only gives `&T`.
 unsafe impl<T: Sync> Sync for MkAsyncBox<T> {}
@@ -113,16 +111,6 @@ impl<T> MkAsyncBox<T> {
         // SAFETY: the value is initialised and dropped once, here; `this` is never dropped.
         unsafe { this.ptr.as_ptr().drop_in_place() };
         free.now()
-    }
-}
-
-/// Counts one object of `chunk` as dead; the bytes that gave back to the budget.
-#[inline(always)]
-pub(crate) fn free(chunk: Option<NonNull<Chunk>>) -> usize {
-    match chunk {
-        // SAFETY: called once per allocation, after its value is gone (callers' invariant).
-        Some(chunk) => unsafe { Chunk::free_one(chunk, arena::current_arena_id()) },
-        None => 0,
     }
 }
 
@@ -222,7 +210,7 @@ impl<T> NewBox<T> {
         layout: Layout,
         cx: &mut Context<'_>,
     ) -> Poll<Result<MkAsyncBox<T>, MkAllocError>> {
-        let res = arena::with_task_arena(|arena| poll_block(arena, layout, &mut self.acquire, cx));
+        let res = arena::with_task_arena(|arena| arena.poll_alloc(layout, &mut self.acquire, cx));
         match res {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(block)) => Poll::Ready(Ok(self.write(block))),
@@ -231,41 +219,5 @@ impl<T> NewBox<T> {
                 Poll::Ready(Err(err))
             }
         }
-    }
-}
-
-/// One poll of an allocation that may need a new chunk: bump, or acquire the chunk's bytes
-/// under the budget's policy and install it. For arenas that no lock guards (task arenas,
-/// `MkArena`): shared arenas allocate through shared_alloc.rs.
-pub(crate) fn poll_block(
-    arena: &Arena,
-    layout: Layout,
-    acquire: &mut Option<(Acquire, usize)>,
-    cx: &mut Context<'_>,
-) -> Result<Poll<Block>, MkAllocError> {
-    Arena::check_layout(layout)?;
-    loop {
-        if let Some((pending, size)) = acquire.as_mut() {
-            let charge = match Pin::new(pending).poll(cx) {
-                Poll::Pending => return Ok(Poll::Pending),
-                Poll::Ready(res) => res?,
-            };
-            let size = *size;
-            *acquire = None;
-            let mem = arena.take_chunk(size)?;
-            drop(arena.install(mem, charge));
-        }
-        if let Some(block) = arena.alloc_fast(layout) {
-            return Ok(Poll::Ready(block));
-        }
-        drop(arena.release_current_if_empty());
-        let (grown, smallest) = arena.next_chunk_sizes(layout)?;
-        if let Some(charge) = arena.grow_now(grown, smallest) {
-            let mem = arena.take_chunk(grown)?;
-            drop(arena.install(mem, charge));
-            continue;
-        }
-        let size = smallest;
-        *acquire = Some((arena.budget().acquire(size), size));
     }
 }

@@ -4,7 +4,7 @@
 //! credits them there when it drops; those bytes keep the account alive until then
 //! (heap/account.rs).
 
-use super::budget::MkBudget;
+use super::MkBudget;
 use crate::heap::Account;
 use std::fmt;
 use std::ptr::NonNull;
@@ -15,11 +15,11 @@ use std::ptr::NonNull;
 /// never causes undefined behaviour.
 #[must_use = "dropping the guard releases the bytes at once"]
 pub struct MkBudgetGuard {
-    pub(super) budget: MkBudget,
-    pub(super) bytes: usize,
+    budget: MkBudget,
+    bytes: usize,
     /// A task account the bytes are also counted on (a task arena's chunks), for per-task
     /// figures; the budget chain is charged once, through `budget`.
-    pub(super) task: Option<NonNull<Account>>,
+    task: Option<NonNull<Account>>,
 }
 
 // SAFETY: the task account pointer is only used to credit it, which is thread-safe; the rest
@@ -29,6 +29,15 @@ unsafe impl Send for MkBudgetGuard {}
 unsafe impl Sync for MkBudgetGuard {}
 
 impl MkBudgetGuard {
+    /// Holds `bytes` already charged to `budget`.
+    pub(super) fn new(budget: MkBudget, bytes: usize) -> MkBudgetGuard {
+        MkBudgetGuard {
+            budget,
+            bytes,
+            task: None,
+        }
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes

@@ -5,17 +5,38 @@
 //! FIFO of the requests blocked on it: a release serves the head first, so a large request is
 //! never overtaken by later small ones.
 //!
-//! Unsafe code: credits to the budget's account are of bytes charged to that level, while the budget holds
-//! it (heap/account.rs).
+//! This module owns `MkBudget`: its fields and every method on it. The requests queued on a
+//! budget (wait_queue.rs), the consumers `Evict` asks for memory (evict.rs), the future that
+//! waits (acquire.rs) and the guard that holds bytes (guard.rs) are types of their own that the
+//! budget calls.
+//!
+//! Unsafe code: credits to the budget's account are of bytes charged to that level, while the
+//! budget holds it (heap/account.rs).
 
-use super::guard::MkBudgetGuard;
-use super::wait::{Acquire, Waiter};
-use super::{MkAllocError, MkBackpressure, MkEvictable};
+mod acquire;
+mod evict;
+mod guard;
+pub(crate) mod heap_waiters;
+#[cfg(all(test, loom))]
+mod loom;
+mod policy;
+mod task_budget;
+mod wait_queue;
+
+pub use acquire::Acquire;
+pub use evict::MkEvictable;
+pub use guard::MkBudgetGuard;
+pub use policy::MkBackpressure;
+pub use task_budget::TaskBudget;
+
+use super::{MkAllocError, RuntimeMemory};
 use crate::heap::{Account, AccountRef};
 use crate::sync::{lock, AtomicUsize, Mutex, Ordering::SeqCst};
-use std::collections::VecDeque;
+use acquire::Waiter;
+use evict::Evictables;
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use wait_queue::WaitQueue;
 
 /// A shareable byte limit with a [`MkBackpressure`] policy.
 ///
@@ -36,25 +57,24 @@ use std::sync::{Arc, Weak};
 /// ```
 #[derive(Clone)]
 pub struct MkBudget {
-    pub(super) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(super) struct Inner {
+struct Inner {
     limit: usize,
     /// Bytes charged to this budget (guards and, with `MkGlobalAlloc`, heap bytes of its tasks),
     /// and their peak; it outlives the budget while memory charged to it is alive.
     account: AccountRef,
     policy: Mutex<MkBackpressure>,
     parent: Option<MkBudget>,
-    /// Requests blocked on this budget, oldest first (wait_queue.rs).
-    pub(super) waiters: Mutex<VecDeque<Arc<Waiter>>>,
-    pub(super) num_waiting: AtomicUsize,
+    /// Requests blocked on this budget, oldest first.
+    waiters: WaitQueue,
     /// Live tasks charged to this budget or a descendant, and those of them held back for
     /// memory by the scheduler (counted with `MkGlobalAlloc` installed).
     tasks: AtomicUsize,
     held: AtomicUsize,
-    /// Consumers `Evict` may ask for memory (evict.rs).
-    pub(super) evictables: Mutex<Vec<Weak<dyn MkEvictable>>>,
+    /// Consumers `Evict` may ask for memory.
+    evictables: Evictables,
 }
 
 impl MkBudget {
@@ -74,7 +94,7 @@ impl MkBudget {
     /// A budget of `limit` bytes charged into the current runtime's memory limit, or a root
     /// budget outside a runtime (for containers that may be made either way).
     pub(crate) fn in_current_runtime(limit: usize) -> MkBudget {
-        match super::RuntimeMemory::current() {
+        match RuntimeMemory::current() {
             Some(memory) => memory.root().child(limit),
             None => MkBudget::new(limit),
         }
@@ -108,11 +128,10 @@ impl MkBudget {
                 account,
                 policy: Mutex::new(policy),
                 parent,
-                waiters: Mutex::new(VecDeque::new()),
-                num_waiting: AtomicUsize::new(0),
+                waiters: WaitQueue::new(),
                 tasks: AtomicUsize::new(0),
                 held: AtomicUsize::new(0),
-                evictables: Mutex::new(Vec::new()),
+                evictables: Evictables::new(),
             }),
         }
     }
@@ -166,7 +185,7 @@ impl MkBudget {
 
     /// Requests queued on this budget, waiting for bytes to be released.
     pub fn waiting(&self) -> usize {
-        self.inner.num_waiting.load(SeqCst)
+        self.inner.waiters.len()
     }
 
     /// Tasks charged to this budget (or a child) that the scheduler holds back because the
@@ -259,6 +278,34 @@ impl MkBudget {
         }
     }
 
+    /// Registers a consumer that `Evict` requests blocked on this budget may ask for memory.
+    /// Only a weak reference is kept.
+    pub fn register_evictable(&self, consumer: &Arc<dyn MkEvictable>) {
+        self.inner.evictables.register(consumer);
+    }
+
+    /// `Evict`: asks the consumers registered on the budgets from this one up to `full` to make
+    /// room until the request fits or nothing evictable is left (evict.rs).
+    pub(crate) fn evict_for(
+        &self,
+        bytes: usize,
+        full: &MkBudget,
+    ) -> Result<MkBudgetGuard, MkAllocError> {
+        evict::evict_for(self, bytes, full)
+    }
+
+    /// Heap enforcement under `Evict`: asks the consumers registered on the budgets from
+    /// `from` up to this one (which is over its limit) to release memory until it is back
+    /// under its limit; `false` if it is still over when nobody frees anything more.
+    pub(crate) fn evict_to_limit(&self, from: &MkBudget) -> bool {
+        evict::evict_to_limit(self, from)
+    }
+
+    /// The consumers registered on this budget that are still alive.
+    fn evictables(&self) -> Vec<Arc<dyn MkEvictable>> {
+        self.inner.evictables.live()
+    }
+
     /// Takes `bytes`, applying this budget's policy when they do not fit: `Wait` parks the task
     /// until they are released, `Timeout(d)` waits at most `d`, `Fail` and `Evict` never wait.
     ///
@@ -286,14 +333,10 @@ impl MkBudget {
     }
 
     pub(crate) fn guard(&self, bytes: usize) -> MkBudgetGuard {
-        MkBudgetGuard {
-            budget: self.clone(),
-            bytes,
-            task: None,
-        }
+        MkBudgetGuard::new(self.clone(), bytes)
     }
 
-    pub(super) fn ancestors(&self) -> impl Iterator<Item = &MkBudget> {
+    fn ancestors(&self) -> impl Iterator<Item = &MkBudget> {
         std::iter::successors(Some(self), |b| b.parent())
     }
 
@@ -378,6 +421,22 @@ impl MkBudget {
     fn uncharge_local(&self, bytes: usize) {
         // SAFETY: the budget holds its account, and the bytes were charged to this level.
         unsafe { Account::apply(self.inner.account.as_ptr(), -(bytes as i64), None) };
+    }
+
+    /// Serves this budget's queue if anyone waits on it.
+    fn serve_if_waiting(&self) {
+        self.inner.waiters.serve_if_waiting(self);
+    }
+
+    /// Queues `waiter` on this budget (where its request is blocked), then serves the queue,
+    /// so bytes released meanwhile are not missed.
+    fn enqueue(&self, waiter: Arc<Waiter>) {
+        self.inner.waiters.enqueue(self, waiter);
+    }
+
+    /// Removes `waiter` if it is still queued here; `true` if it was.
+    fn dequeue(&self, waiter: &Arc<Waiter>) -> bool {
+        self.inner.waiters.dequeue(waiter)
     }
 
     pub(crate) fn capacity_reached(&self, requested: usize) -> MkAllocError {

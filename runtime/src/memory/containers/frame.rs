@@ -6,17 +6,16 @@
 //!   with that mutex held, which orders every use of them, whatever thread the task runs on.
 //! - No user code runs with the mutex held: new chunks are charged to the budget (which may
 //!   evict, and an evictable may close a frame of this allocator) before it is taken, and
-//!   chunks and charges let go of under it are dropped after (shared_alloc.rs).
+//!   chunks and charges let go of under it are dropped after (memory/arena/shared.rs).
 //! - No frame arena is ever a task's current arena, so every free of a frame object (wherever
-//!   it happens) takes chunk.rs's remote path.
+//!   it happens) takes memory/arena/chunk.rs's remote path.
 //! - Closing a frame drops its arena outside the mutex: chunks with live objects stay alive
-//!   until their last object is freed (chunk.rs), so handles outlive their frame safely.
+//!   until their last object is freed (memory/arena/chunk.rs), so handles outlive their frame
+//!   safely.
 
-use super::arena::{Arena, Mode};
-use super::chunk_pool::MIN_CLASS;
-use super::owned::current_pool;
-use super::shared_alloc;
-use super::{MkAllocError, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget};
+use crate::memory::arena::{self, shared, Arena, Block, Mode, MIN_CLASS};
+use crate::memory::RuntimeMemory;
+use crate::memory::{MkAllocError, MkAsyncBox, MkAsyncVec, MkBackpressure, MkBudget};
 use crate::sync::lock_std as lock;
 use crate::task_core as task;
 use std::alloc::Layout;
@@ -61,7 +60,7 @@ impl Default for MkAsyncFrameConfig {
 /// is recycled when its guard drops and nothing allocated in it is still alive.
 ///
 /// Frames belong to the task that opens them (a memkit task, an
-/// [`MkArenaTask`](super::MkArenaTask) in another executor, else the thread) and nest:
+/// [`MkArenaTask`](crate::memory::MkArenaTask) in another executor, else the thread) and nest:
 /// allocations go to the innermost frame still open. Clones share the capacity and the frames.
 ///
 /// ```
@@ -105,7 +104,7 @@ impl Owner {
     fn current() -> Owner {
         if let Some(id) = task::try_id() {
             Owner::Task(id)
-        } else if let Some(id) = super::scope::current_scope_id() {
+        } else if let Some(id) = arena::current_scope_id() {
             Owner::Scope(id)
         } else {
             Owner::Thread(thread::current().id())
@@ -142,7 +141,7 @@ impl MkAsyncFrameAlloc {
     /// `TimedOut`, or `ExceedsLimit` if the capacity is below one 4 KiB chunk.
     pub async fn begin_frame(&self) -> Result<MkAsyncFrameGuard, MkAllocError> {
         let charge = self.inner.budget.acquire(MIN_CLASS).await?;
-        let pool = current_pool();
+        let pool = RuntimeMemory::current_pool();
         let arena = Arena::new(self.inner.budget.clone(), pool, Mode::Counted);
         let mem = arena.take_chunk(MIN_CLASS)?;
         drop(arena.install(mem, charge)); // A new arena: nothing to retire.
@@ -196,10 +195,10 @@ impl MkAsyncFrameAlloc {
     /// A block in the innermost open frame (the one found first, if the allocation has to
     /// wait for a chunk). The frame table is locked only to bump and install: a new chunk is
     /// charged with no lock held, since eviction runs user code that may close frames.
-    async fn alloc_block(&self, layout: Layout) -> Result<super::arena::Block, MkAllocError> {
+    async fn alloc_block(&self, layout: Layout) -> Result<Block, MkAllocError> {
         let owner = Owner::current();
         let mut frame = None;
-        shared_alloc::alloc(&self.inner.budget, |charge, spare| {
+        shared::alloc(&self.inner.budget, |charge, spare| {
             let frames = lock(&self.inner.frames);
             let open = frames.get(&owner).and_then(|stack| match frame {
                 None => stack.last(),

@@ -1,6 +1,6 @@
 //! `MkByteSize`: how many bytes a value holds, for containers bounded by bytes.
 
-use super::{MkArena, MkAsyncBox, MkAsyncVec};
+use crate::memory::{MkArena, MkAsyncBox, MkAsyncVec};
 use std::mem::size_of;
 
 /// The bytes a value holds, as counted by byte-bounded containers

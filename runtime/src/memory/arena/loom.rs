@@ -20,10 +20,10 @@
 //! Unsafe code: `Chunk::free_one` is called once per allocated object, after the model has
 //! dropped it (its cell written), with the arena's identity only on the arena's own thread.
 
-use super::arena::{Arena, Mode};
 use super::chunk::Chunk;
 use super::chunk_pool::{ChunkPool, MIN_CLASS};
-use super::MkBudget;
+use super::{Arena, Mode};
+use crate::memory::MkBudget;
 use crate::sync::loom_model;
 use loom::cell::UnsafeCell;
 use loom::thread;

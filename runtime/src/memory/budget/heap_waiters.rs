@@ -7,7 +7,7 @@
 //! runtime's workers serve them: after a poll (at most once per `SERVE_EVERY` per worker) and,
 //! while the list is not empty, at least every `RECHECK` when idle.
 
-use super::budget::{Inner, MkBudget};
+use super::{Inner, MkBudget};
 use crate::sync::lock_std;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, Weak};

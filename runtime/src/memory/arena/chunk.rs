@@ -15,7 +15,7 @@
 //!   is 0) and allocate from its start again; no remote free can be pending then.
 
 use super::chunk_pool::{ChunkMem, ChunkPool};
-use super::MkBudgetGuard;
+use crate::memory::MkBudgetGuard;
 use crate::sync::{AtomicIsize, AtomicPtr, Ordering};
 use std::cell::Cell;
 use std::mem::ManuallyDrop;

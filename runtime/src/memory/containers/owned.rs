@@ -6,17 +6,15 @@
 //! it cannot move or drop while they live. `MkArena` is `Send` (its values must be `Send`) and
 //! `!Sync`, so only one thread allocates in it at a time.
 
-use super::arena::{Arena, Mode};
-use super::boxed::poll_block;
-use super::chunk_pool::ChunkPool;
-use super::{MkAllocError, MkBudget, RuntimeMemory};
+use crate::memory::arena::{Arena, Mode};
+use crate::memory::{MkAllocError, MkBudget, RuntimeMemory};
 use std::alloc::Layout;
 use std::cell::Cell;
 use std::fmt;
 use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::{Arc, OnceLock};
+
 use std::task::Poll;
 
 type DropFn = unsafe fn(*mut u8);
@@ -46,24 +44,11 @@ pub struct MkArena {
 // so moving it is the only way another thread reaches them.
 unsafe impl Send for MkArena {}
 
-/// The chunk pool for arenas made here: the current runtime's, or outside any runtime a
-/// process-wide one.
-pub(super) fn current_pool() -> Arc<ChunkPool> {
-    static POOL: OnceLock<Arc<ChunkPool>> = OnceLock::new();
-    RuntimeMemory::current().map_or_else(
-        || {
-            POOL.get_or_init(|| Arc::new(ChunkPool::new(0, 16 << 20)))
-                .clone()
-        },
-        |m| m.pool().clone(),
-    )
-}
-
 impl MkArena {
     /// An empty arena whose chunks are charged to `budget` (nothing is taken until the first
     /// allocation). Inside a runtime it recycles chunks through the runtime's pool.
     pub fn new(budget: &MkBudget) -> MkArena {
-        let pool = current_pool();
+        let pool = RuntimeMemory::current_pool();
         MkArena {
             arena: Arena::new(budget.clone(), pool, Mode::Owned),
             drops: Cell::new(Vec::new()),
@@ -126,7 +111,8 @@ impl MkArena {
         // Held as `&mut` so the future stays `Send` (an `Arena` is `Send`, not `Sync`).
         let arena: &mut Arena = &mut self.arena;
         let block = poll_fn(move |cx| {
-            poll_block(arena, layout, &mut acquire, cx)
+            arena
+                .poll_alloc(layout, &mut acquire, cx)
                 .map_or_else(|e| Poll::Ready(Err(e)), |p| p.map(Ok))
         })
         .await?;

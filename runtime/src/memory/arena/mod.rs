@@ -1,25 +1,44 @@
-//! The bump arena behind task arenas and `MkArena`, and how code finds the current task's arena.
+//! Arenas: where memkit's containers put their objects. Memory comes in chunks from a pool
+//! (chunk_pool.rs), each charged to a budget and recycled once its last object dies
+//! (chunk.rs); an `Arena` bump-allocates in its current chunk. A task's arena hangs off its
+//! header (task.rs), an `MkArenaTask`'s off its scope (scope.rs), and arenas that threads share
+//! under a lock (caches, frames) allocate in steps that never touch the budget under that lock
+//! (shared.rs).
 //!
 //! Invariants:
 //! - An `Arena` is always boxed and never moves: its address is its identity as chunk owner.
 //! - It is used by one thread at a time: a task arena only by the thread polling (or dropping)
 //!   its task, through the header's `arena` slot; an `MkArena` through `&self`, which cannot be
 //!   shared between threads (`MkArena` is `!Sync`); the arenas of caches and frames under their
-//!   owner's lock (shared_alloc.rs).
+//!   owner's lock (shared.rs).
 //! - `[bump, end)` is free space in `current`; objects below `bump` belong to live or freed
 //!   allocations counted in the chunk.
 //! - A chunk the arena lets go of leaves it as a `Retired`, which nothing but its holder
 //!   reaches, and is retired when that drops: for shared arenas, after the lock is released.
 
-use super::chunk::Chunk;
-use super::chunk_pool::{chunk_size_for, ChunkMem, ChunkPool, CHUNK_ALIGN, MAX_CLASS, MIN_CLASS};
-use super::{MkAllocError, MkBudget, MkBudgetGuard, RuntimeMemory};
+mod chunk;
+mod chunk_pool;
+#[cfg(all(test, loom))]
+mod loom;
+mod scope;
+pub(crate) mod shared;
+mod task;
+
+pub(crate) use chunk::Chunk;
+pub(crate) use chunk_pool::{ChunkPool, MIN_CLASS};
+pub(crate) use scope::{current_budget as scope_budget, current_scope_id, Scope};
+pub(crate) use task::{drop_task_arena, free, with_task_arena};
+
 use crate::heap::Account;
-use crate::task_core;
+use crate::memory::{Acquire, MkAllocError, MkBudget, MkBudgetGuard};
+use chunk_pool::{chunk_size_for, ChunkMem, CHUNK_ALIGN, MAX_CLASS};
 use std::alloc::Layout;
 use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// How an arena's objects die.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -244,6 +263,43 @@ impl Arena {
         }
     }
 
+    /// One poll of an allocation that may need a new chunk: bump, or acquire the chunk's bytes
+    /// under the budget's policy (`acquire` keeps the request between polls) and install it.
+    /// For arenas that no lock guards (task arenas, `MkArena`): shared arenas allocate through
+    /// shared.rs.
+    pub(crate) fn poll_alloc(
+        &self,
+        layout: Layout,
+        acquire: &mut Option<(Acquire, usize)>,
+        cx: &mut Context<'_>,
+    ) -> Result<Poll<Block>, MkAllocError> {
+        Arena::check_layout(layout)?;
+        loop {
+            if let Some((pending, size)) = acquire.as_mut() {
+                let charge = match Pin::new(pending).poll(cx) {
+                    Poll::Pending => return Ok(Poll::Pending),
+                    Poll::Ready(res) => res?,
+                };
+                let size = *size;
+                *acquire = None;
+                let mem = self.take_chunk(size)?;
+                drop(self.install(mem, charge));
+            }
+            if let Some(block) = self.alloc_fast(layout) {
+                return Ok(Poll::Ready(block));
+            }
+            drop(self.release_current_if_empty());
+            let (grown, smallest) = self.next_chunk_sizes(layout)?;
+            if let Some(charge) = self.grow_now(grown, smallest) {
+                let mem = self.take_chunk(grown)?;
+                drop(self.install(mem, charge));
+                continue;
+            }
+            let size = smallest;
+            *acquire = Some((self.budget.acquire(size), size));
+        }
+    }
+
     #[cold]
     fn try_alloc_in_new_chunk(&self, layout: Layout) -> Result<Block, MkAllocError> {
         drop(self.release_current_if_empty());
@@ -300,64 +356,5 @@ impl Drop for Arena {
             // mode nothing was counted in them, so they are destroyed at once.
             unsafe { Chunk::retire(chunk) };
         }
-    }
-}
-
-/// Runs `f` with the arena of the task being polled on this thread (created on first use,
-/// charged to the task's budget), else with the arena of the `MkArenaTask` being polled
-/// (scope.rs), or `NoTask` outside both.
-#[inline(always)]
-pub(crate) fn with_task_arena<R>(
-    f: impl FnOnce(&Arena) -> Result<R, MkAllocError>,
-) -> Result<R, MkAllocError> {
-    let Some(task) = task_core::current::get() else {
-        return super::scope::with_scope_arena(f);
-    };
-    // SAFETY: the current task is alive while it is polled on this thread, and only this
-    // thread touches its arena slot (header invariant). The slot is read and written through
-    // the raw pointer only, never borrowed across `f`, which may free objects and read it.
-    let (header, slot) = unsafe { (task.as_ref(), task.as_ref().arena.get()) };
-    // SAFETY: as above.
-    if unsafe { (*slot).is_null() } {
-        // SAFETY: as above.
-        unsafe { *slot = create_task_arena(header)?.cast() };
-    }
-    // SAFETY: a non-null slot holds a live boxed arena owned by the task until it ends.
-    f(unsafe { &*(*slot).cast::<Arena>() })
-}
-
-/// The arena of a task's first allocation, charged to the task's budget (or the runtime's).
-#[cold]
-fn create_task_arena(header: &task_core::Header) -> Result<*mut Arena, MkAllocError> {
-    let memory = RuntimeMemory::current().ok_or(MkAllocError::NoTask)?;
-    let budget = task_core::budget_of(header).unwrap_or_else(|| memory.root().clone());
-    let account = header.memory().and_then(|m| m.account_ptr());
-    Ok(Box::into_raw(Arena::for_task(
-        budget,
-        memory.pool().clone(),
-        account,
-    )))
-}
-
-/// The identity of the current task's (or else scope's) arena, null if it has none.
-#[inline(always)]
-pub(crate) fn current_arena_id() -> *const () {
-    match task_core::current::get() {
-        // SAFETY: see `with_task_arena`.
-        Some(task) => unsafe { *task.as_ref().arena.get() }.cast_const(),
-        None => super::scope::current_arena_id(),
-    }
-}
-
-/// Drops a task's arena when the task ends; its chunks live on while objects in them do.
-///
-/// # Safety
-/// Called by the thread that owns the task (holding `RUNNING`), once.
-pub(crate) unsafe fn drop_task_arena(slot: *mut *mut ()) {
-    // SAFETY: caller contract.
-    let arena = unsafe { std::mem::replace(&mut *slot, std::ptr::null_mut()) };
-    if !arena.is_null() {
-        // SAFETY: a non-null slot holds a boxed arena created by `with_task_arena`.
-        drop(unsafe { Box::from_raw(arena.cast::<Arena>()) });
     }
 }

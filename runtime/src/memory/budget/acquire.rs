@@ -12,9 +12,8 @@
 //! `cancel` reads it under, so a waiter cancelled while moving between queues is either
 //! refused by the next queue or dequeued from it by `cancel`.
 
-use super::budget::MkBudget;
-use super::guard::MkBudgetGuard;
-use super::{MkAllocError, MkBackpressure, RuntimeMemory};
+use super::{MkBackpressure, MkBudget, MkBudgetGuard};
+use crate::memory::{MkAllocError, RuntimeMemory};
 use crate::sync::{lock, Mutex};
 use crate::task_core::{self, Id};
 use crate::time::{sleep_until, Sleep};

@@ -4,10 +4,8 @@
 //! (or is dangling with no chunk when nothing was allocated or `T` is zero-sized); the buffer
 //! counts as one live object of its chunk until it is freed.
 
-use super::arena::{self, Arena, Block};
-use super::boxed::{free, poll_block};
-use super::chunk::Chunk;
-use super::MkAllocError;
+use crate::memory::arena::{self, free, Arena, Block, Chunk};
+use crate::memory::MkAllocError;
 use std::alloc::Layout;
 use std::fmt;
 use std::future::poll_fn;
@@ -42,7 +40,8 @@ pub struct MkAsyncVec<T> {
     _owns: PhantomData<T>,
 }
 
-// SAFETY: the vector owns its elements; its chunk is shared only through chunk.rs's protocol.
+// SAFETY: the vector owns its elements; its chunk is shared only through the protocol of
+// memory/arena/chunk.rs.
 unsafe impl<T: Send> Send for MkAsyncVec<T> {}
 // SAFETY: `&MkAsyncVec<T>` only gives `&[T]`.
 unsafe impl<T: Sync> Sync for MkAsyncVec<T> {}
@@ -159,7 +158,7 @@ impl<T> MkAsyncVec<T> {
         };
         let mut acquire = None;
         let block = poll_fn(|cx| {
-            arena::with_task_arena(|arena| poll_block(arena, layout, &mut acquire, cx))
+            arena::with_task_arena(|arena| arena.poll_alloc(layout, &mut acquire, cx))
                 .map_or_else(|e| Poll::Ready(Err(e)), |p| p.map(Ok))
         })
         .await?;
