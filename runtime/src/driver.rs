@@ -15,10 +15,10 @@
 //! sockets find the reactor and wheel to register with.
 
 use crate::io::Reactor;
+use crate::sync::{AtomicUsize, Ordering::SeqCst};
 use crate::time::TimeDriver;
 use std::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::Waker;
 use std::time::Duration;

@@ -83,7 +83,7 @@ impl Schedule for BlockingSchedule {
         self.0.blocking().push(&self.0, task);
     }
 
-    fn release(&self, _: NonNull<Header>) -> Option<Task> {
+    unsafe fn release(&self, _: NonNull<Header>) -> Option<Task> {
         None
     }
 }

@@ -29,10 +29,9 @@
 //! in the metrics and a `tracing` warning naming it, its budget and the budget's bytes.
 
 use crate::memory::{MkBackpressure, MkBudget};
-use crate::sync::lock_std;
+use crate::sync::{lock_std, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use crate::task_core::{memory as task_memory, Notified};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Per-worker counters: written only by their worker (plain load and store, no read-modify-write
 //! on the hot path), read by anyone through the runtime's metrics.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Default)]
 pub(crate) struct WorkerMetrics {

@@ -293,8 +293,9 @@ impl Schedule for Handle {
         self.schedule_here_or_remote(task, worker::Core::schedule_back)
     }
 
-    fn release(&self, task: NonNull<Header>) -> Option<Task> {
-        self.shared.owned.remove(task)
+    unsafe fn release(&self, task: NonNull<Header>) -> Option<Task> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.shared.owned.remove(task) }
     }
 
     fn hold_for_memory(

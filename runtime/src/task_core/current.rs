@@ -1,10 +1,10 @@
 //! The task being polled on this thread: how the task's arena, budget, id and name are found
 //! without an argument.
 //!
-//! Invariant: the pointer is set only while the task is polled (or its future or output
-//! dropped) on this thread, by the code that holds `RUNNING` or owns the output (raw.rs), and the
-//! guard restores the previous value before that code returns or unwinds; so a current task is
-//! alive for as long as it is current.
+//! Invariant (the "current task" rule of mod.rs): the pointer is set only while the task is
+//! polled (or its future or output dropped) on this thread, by the code that holds `RUNNING` or
+//! owns the output (raw.rs), and the guard restores the previous value before that code returns
+//! or unwinds; so a current task is alive for as long as it is current.
 
 use super::Header;
 use std::cell::Cell;

@@ -3,9 +3,7 @@
 //!
 //! Invariants: `Header` is the first field of the `#[repr(C)]` `TaskHead`, which is the first
 //! field of the `#[repr(C)]` task cell, so a pointer to any of the three is a pointer to all.
-//! `arena` is touched only by the thread polling the task (it holds `RUNNING`), and after
-//! completion by whoever drops the output (raw.rs), which frees any arena that drop creates;
-//! `owned` only under the owning shard's lock; `join_waker` as described in `state.rs`.
+//! Who may touch each field, and when: the "Safety" section of mod.rs.
 
 use super::memory::TaskMemory;
 use super::{list, state::State, Id};

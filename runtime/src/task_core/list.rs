@@ -2,12 +2,13 @@
 //! sit in no run queue (waiting on a waker held elsewhere).
 //!
 //! Invariants: an intrusive doubly-linked list per shard, threaded through
-//! `TaskHead::owned`; a task's pointers are read and written only under its shard's lock
-//! (the shard is chosen by task id). A task in the list owns one reference, handed back by
-//! `remove`/`pop`. A closed shard accepts no task, so nothing is bound after shutdown drained it.
+//! `TaskHead::owned`, whose access rule is in the "Safety" section of mod.rs (only under the
+//! lock of the shard chosen by the task's id). A task in the list owns one reference, handed
+//! back by `remove`. A closed shard accepts no task, so nothing is bound after shutdown drained
+//! it.
 
 use super::header::{Header, TaskHead};
-use super::{RawTask, Task};
+use super::{Id, RawTask, Task};
 use crate::sync::{lock, Mutex};
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
@@ -42,8 +43,13 @@ pub(crate) struct OwnedTasks {
     mask: usize,
 }
 
-fn links<'a>(task: NonNull<Header>) -> &'a Pointers {
-    // SAFETY: the list holds a reference to every task in it, so `task` is alive.
+/// The list links of `task`.
+///
+/// # Safety
+/// `task` is alive for `'a`: the caller holds a reference to it, or holds the lock of the shard
+/// whose list holds one, for as long as it uses the links.
+unsafe fn links<'a>(task: NonNull<Header>) -> &'a Pointers {
+    // SAFETY: caller contract; the header is the start of the task's `TaskHead`.
     unsafe { &TaskHead::from_header(task).owned }
 }
 
@@ -66,23 +72,22 @@ impl OwnedTasks {
         }
     }
 
-    fn shard(&self, task: NonNull<Header>) -> &Mutex<Shard> {
-        // SAFETY: the caller holds a reference to `task`.
-        let id = unsafe { task.as_ref().id };
+    fn shard(&self, id: Id) -> &Mutex<Shard> {
         &self.shards[id.as_u64() as usize & self.mask]
     }
 
     /// Adds `task` (its list reference moves in); gives it back if the list is closed.
     pub(crate) fn bind(&self, task: Task) -> Result<(), Task> {
         let ptr = task.raw().header_ptr();
-        let mut shard = lock(self.shard(ptr));
+        let mut shard = lock(self.shard(task.raw().id()));
         if shard.closed {
             return Err(task);
         }
-        let l = links(ptr);
-        // SAFETY: the links are only touched under this shard's lock, which we hold, and the
-        // old head (if any) is alive because the list holds a reference to it.
+        // SAFETY: `task` is the reference moving into the list; the links are only touched
+        // under this shard's lock, which we hold, and the old head (if any) is alive because
+        // the list holds a reference to it.
         unsafe {
+            let l = links(ptr);
             *l.prev.get() = None;
             *l.next.get() = shard.head;
             if let Some(head) = shard.head {
@@ -96,8 +101,14 @@ impl OwnedTasks {
     }
 
     /// Unlinks `task` if it is still in the list, handing back the list's reference.
-    pub(crate) fn remove(&self, task: NonNull<Header>) -> Option<Task> {
-        unlink(&mut lock(self.shard(task)), task)
+    ///
+    /// # Safety
+    /// The caller holds a reference to `task`.
+    pub(crate) unsafe fn remove(&self, task: NonNull<Header>) -> Option<Task> {
+        // SAFETY: caller contract: the task is alive.
+        let id = unsafe { task.as_ref().id };
+        // SAFETY: as above.
+        unsafe { unlink(&mut lock(self.shard(id)), task) }
     }
 
     /// Closes every shard and shuts down every task that was in the list. Tasks whose drop
@@ -109,7 +120,8 @@ impl OwnedTasks {
                 let task = {
                     let mut s = lock(shard);
                     match s.head {
-                        Some(head) => unlink(&mut s, head),
+                        // SAFETY: the head is linked in this shard, whose lock we hold.
+                        Some(head) => unsafe { unlink(&mut s, head) },
                         None => break,
                     }
                 };
@@ -144,11 +156,14 @@ impl OwnedTasks {
 }
 
 /// Unlinks `task` from `shard` (whose lock the caller holds) if it is linked.
-fn unlink(shard: &mut Shard, task: NonNull<Header>) -> Option<Task> {
-    let l = links(task);
-    // SAFETY: the caller holds the shard lock (file invariant); linked neighbours are alive
-    // because the list holds a reference to each.
+///
+/// # Safety
+/// `task` is alive: the caller holds a reference to it, or it is linked in `shard`.
+unsafe fn unlink(shard: &mut Shard, task: NonNull<Header>) -> Option<Task> {
+    // SAFETY: caller contract for `task`; the caller holds the shard lock (file invariant), and
+    // linked neighbours are alive because the list holds a reference to each.
     unsafe {
+        let l = links(task);
         // Linked means: somebody's successor, or the head.
         if (*l.prev.get()).is_none() && shard.head != Some(task) {
             return None;

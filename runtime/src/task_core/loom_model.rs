@@ -126,8 +126,9 @@ impl Schedule for TestSched {
         self.rt.queue.lock().unwrap().push_back(task);
     }
 
-    fn release(&self, task: NonNull<Header>) -> Option<Task> {
-        self.rt.owned.remove(task)
+    unsafe fn release(&self, task: NonNull<Header>) -> Option<Task> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.rt.owned.remove(task) }
     }
 }
 

@@ -1,12 +1,48 @@
 //! Tasks: the unit of scheduling. Each is one allocation with a header that carries its state,
-//! id, budget slot and arena pointer.
+//! id, memory record and arena pointer.
 //!
 //! This layer knows nothing of schedulers or runtimes: a task reaches whoever runs it through
 //! the [`Schedule`] implementation it was created with. The public `task` module re-exports
 //! what users see of it.
 //!
-//! Invariants of the unsafe calls here: `new_task` hands out exactly the three references a new
-//! task starts with; the current task (`current`) is alive while it is polled.
+//! # Safety: who may touch which part of a task
+//!
+//! A task is one heap allocation (raw.rs): `Cell<F, S>` = `TaskHead` (the `Header`, the
+//! owned-list links, the join waker) + the scheduler handle `S` + the stage (the future, then
+//! its output). Every file of this module follows these rules, and the unsafe code of the
+//! engine relies on them; the bits named are those of the state word (state.rs).
+//!
+//! - **References.** The allocation lives while its reference count (in the state word) is
+//!   above zero; whoever drops the last reference frees it (`dealloc`). A task starts with three:
+//!   the owned list's, the first `Notified`, the `JoinHandle`'s; every `Waker` holds one more.
+//!   A reference is what makes any of the rules below usable: nothing touches a task without
+//!   holding one (or the lock of an owned-list shard that holds one).
+//! - **`Header::state`**: atomic; any holder of a reference, through the named transitions.
+//! - **`Header::vtable`, `Header::id`, the scheduler `S`**: written once at creation, read by
+//!   any holder of a reference.
+//! - **`Header::memory`** (the `TaskMemory` record: budget, heap account, name, poll count, hold
+//!   state; memory.rs): null for a plain task, else written once at creation (before the task
+//!   is first scheduled) and freed with the allocation; read by any holder of a reference. Its
+//!   own fields are atomics or set once, except `held_since`, under its mutex.
+//! - **The stage**: only the holder of `RUNNING` (the worker polling the task, or shutdown once
+//!   it claimed the task). After `COMPLETE`, the output belongs to the holder of
+//!   `JOIN_INTEREST`: the `JoinHandle`, or, once the handle has let go of the bit, whoever
+//!   completed the task or dropped the handle, which drops the output.
+//! - **`Header::arena`** (the task's arena slot) follows the stage: the holder of `RUNNING`
+//!   (allocating through `memory::arena`, which reaches it only while the task is current on
+//!   its thread), which frees the arena at completion; after `COMPLETE`, the owner of the
+//!   output, which frees any arena the output's drop created. The slot is read and written
+//!   through its raw pointer, never borrowed across user code.
+//! - **`TaskHead::join_waker`**: the `JoinHandle` writes it only while `JOIN_WAKER` is clear and
+//!   the task is not complete, then sets the bit to publish it; whoever completes the task
+//!   reads it only if the bit was set at completion. After `COMPLETE` nobody writes it.
+//! - **`TaskHead::owned`** (the owned-list links): only under the lock of the owned-list shard
+//!   chosen by the task's id (list.rs).
+//! - **The current task** (current.rs): a task is current on a thread only while that thread
+//!   holds `RUNNING` or owns the output and is polling it or dropping its stage, so a current
+//!   task is alive and its arena slot is that thread's to use.
+//!
+//! `new_task` hands out exactly the three references a new task starts with.
 
 pub(crate) mod current;
 mod error;
@@ -48,7 +84,10 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     }
 
     /// The task completed: take it out of the owned list, returning the list's reference.
-    fn release(&self, task: NonNull<Header>) -> Option<Task>;
+    ///
+    /// # Safety
+    /// The caller holds a reference to `task` (it completes it).
+    unsafe fn release(&self, task: NonNull<Header>) -> Option<Task>;
 
     /// Holds `task` back for memory (memory.rs's `Gate::Hold`): `budget` is over its limit;
     /// the task is charged to `charged`. A scheduler that cannot hold tasks gives it back, and

@@ -1,14 +1,10 @@
 //! The task allocation and the code that drives it: one `Box` holding header, trailer,
 //! scheduler handle and the future (later its output).
 //!
-//! Invariants:
+//! Invariants: the field-access rules of the task (stage, arena slot, join waker, references)
+//! are in the "Safety" section of mod.rs; this file adds:
 //! - `Cell<F, S>` is `#[repr(C)]` with `TaskHead` first, so `NonNull<Header>` casts to it.
-//! - `stage` is accessed by whoever holds `RUNNING` (the poller, or shutdown after claiming the
-//!   task); after `COMPLETE`, by the holder of `JOIN_INTEREST`: the join handle, or the runtime
-//!   once the handle is gone. `dealloc` runs with no other reference left.
-//! - The header's arena slot follows `stage`: the task's arena is freed at completion, and an
-//!   arena created by the drop of the output (with the task current) is freed right after it by
-//!   whoever dropped the output.
+//! - `dealloc` runs with no other reference left.
 //! - Every `RawTask` method that consumes a reference says so; `Task` and `Notified` own one.
 
 use super::header::{Header, TaskHead, Vtable};
@@ -399,7 +395,10 @@ where
     let prev = cell.head.header.state.transition_to_complete();
     // Leave the owned list before telling the join handle, so a joiner never sees the task
     // counted as alive.
-    let released = cell.scheduler.release(ptr).map(mem::forget).is_some();
+    // SAFETY: we hold `refs` references to the task.
+    let released = unsafe { cell.scheduler.release(ptr) }
+        .map(mem::forget)
+        .is_some();
     if let Some(memory) = cell.head.header.memory() {
         memory.finished();
     }

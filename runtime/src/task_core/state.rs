@@ -20,9 +20,8 @@
 //! - `transition_to_complete`: `RUNNING -> COMPLETE` in one `fetch_xor`. The output then belongs
 //!   to whoever holds `JOIN_INTEREST`: the `JoinHandle` if the bit is still set, else the runtime,
 //!   which drops it at once. `COMPLETE` is final.
-//! - `JOIN_WAKER`: the join handle writes the waker slot only while this bit is clear and the
-//!   task is not complete, then publishes it by setting the bit; the runtime reads the slot only
-//!   if the bit was set when it completed the task. After `COMPLETE` nobody writes the slot.
+//! - `JOIN_WAKER`: publishes the join waker slot (who writes and reads it, and when: the
+//!   "Safety" section of mod.rs, with the rules for the stage and the arena slot).
 //! - `CANCELLED` (abort or shutdown): an idle task is also marked `NOTIFIED` and submitted so a
 //!   worker drops its future; a notified one is cancelled when popped; a running one when its
 //!   poll returns. Shutdown may also claim an idle or notified task directly by setting `RUNNING`.

@@ -1,7 +1,9 @@
 //! Wakers built straight from the task pointer: cloning adds a reference, no allocation.
 //!
 //! Invariant: a `RawWaker` made here owns one task reference (except the borrowed one lent to
-//! a poll, which is wrapped in `ManuallyDrop` and never dropped).
+//! a poll, which is wrapped in `ManuallyDrop` and never dropped), so its task is alive while the
+//! waker exists. What a waker may touch of the task: the state word and the vtable (see the
+//! field-access rules in mod.rs).
 
 use super::header::Header;
 use super::state::ToNotified;
@@ -21,8 +23,14 @@ pub(crate) unsafe fn borrowed(header: NonNull<Header>) -> ManuallyDrop<Waker> {
     ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(header.as_ptr().cast(), &VTABLE)) })
 }
 
-fn header<'a>(data: *const ()) -> (NonNull<Header>, &'a Header) {
-    // SAFETY: wakers are only built from live task pointers and each holds a reference.
+/// The task a waker's data pointer names.
+///
+/// # Safety
+/// `data` is the data pointer of a waker made here that is still in use (which keeps the task
+/// alive), and the returned reference is not used after that waker's reference is given up (by
+/// `wake` or `drop`, which may free the task).
+unsafe fn header<'a>(data: *const ()) -> (NonNull<Header>, &'a Header) {
+    // SAFETY: wakers are only built from non-null live task pointers (caller contract).
     unsafe {
         let ptr = NonNull::new_unchecked(data as *mut Header);
         (ptr, &*ptr.as_ptr())
@@ -30,12 +38,15 @@ fn header<'a>(data: *const ()) -> (NonNull<Header>, &'a Header) {
 }
 
 unsafe fn clone(data: *const ()) -> RawWaker {
-    header(data).1.state.ref_inc();
+    // SAFETY: `clone` is called on a live waker, which holds a reference.
+    unsafe { header(data) }.1.state.ref_inc();
     RawWaker::new(data, &VTABLE)
 }
 
 unsafe fn wake(data: *const ()) {
-    let (ptr, h) = header(data);
+    // SAFETY: the waker is live until the reference it owns is given up below; `h` is not used
+    // after that.
+    let (ptr, h) = unsafe { header(data) };
     match h.state.transition_to_notified_by_val() {
         // SAFETY: the waker's reference became the `Notified` reference the vtable consumes.
         ToNotified::Submit => unsafe { (h.vtable.schedule)(ptr) },
@@ -46,7 +57,8 @@ unsafe fn wake(data: *const ()) {
 }
 
 unsafe fn wake_by_ref(data: *const ()) {
-    let (ptr, h) = header(data);
+    // SAFETY: the waker is borrowed, so it stays live for the whole call.
+    let (ptr, h) = unsafe { header(data) };
     if h.state.transition_to_notified_by_ref() == ToNotified::Submit {
         // SAFETY: the transition added the `Notified` reference the vtable consumes.
         unsafe { (h.vtable.schedule)(ptr) }
@@ -54,7 +66,8 @@ unsafe fn wake_by_ref(data: *const ()) {
 }
 
 unsafe fn drop_waker(data: *const ()) {
-    let (ptr, h) = header(data);
+    // SAFETY: the waker is live until its reference is dropped below; `h` is not used after.
+    let (ptr, h) = unsafe { header(data) };
     if h.state.ref_dec() {
         // SAFETY: that was the last reference.
         unsafe { (h.vtable.dealloc)(ptr) }
