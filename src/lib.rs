@@ -14,7 +14,6 @@
 //! }
 //! # main();
 //! ```
-#![warn(missing_docs)]
 
 mod barrier;
 mod channel;

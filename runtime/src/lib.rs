@@ -15,7 +15,6 @@
 //! });
 //! assert_eq!(sum, 45);
 //! ```
-#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod blocking;
 mod context;

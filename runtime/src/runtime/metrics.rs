@@ -1,6 +1,7 @@
 //! Runtime metrics: live counters for monitoring and for tests.
 
 use super::Handle;
+use std::fmt;
 use std::sync::Arc;
 
 /// One live task's memory, from [`RuntimeMetrics::tasks_by_memory`].
@@ -32,6 +33,15 @@ pub struct TaskMemoryStats {
 #[derive(Clone)]
 pub struct RuntimeMetrics {
     pub(crate) handle: Handle,
+}
+
+impl fmt::Debug for RuntimeMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeMetrics")
+            .field("num_workers", &self.num_workers())
+            .field("num_alive_tasks", &self.num_alive_tasks())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RuntimeMetrics {

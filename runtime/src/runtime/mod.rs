@@ -53,6 +53,12 @@ pub struct EnterGuard<'a> {
     _runtime: PhantomData<&'a Runtime>,
 }
 
+impl fmt::Debug for EnterGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnterGuard").finish_non_exhaustive()
+    }
+}
+
 impl Runtime {
     /// A runtime with the default configuration (one worker per CPU).
     ///

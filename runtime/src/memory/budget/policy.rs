@@ -8,6 +8,7 @@ use std::time::Duration;
 /// A request larger than the whole limit can never fit; every policy fails it at once with
 /// [`MkAllocError::ExceedsLimit`](crate::memory::MkAllocError::ExceedsLimit).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MkBackpressure {
     /// Park the requesting task (no CPU) until enough bytes are released; requests are served in
     /// FIFO order, so a large request at the head is not starved by small ones. Only releases

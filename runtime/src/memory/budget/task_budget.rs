@@ -4,6 +4,7 @@ use super::MkBudget;
 
 /// A task's budget: a byte limit (a child of the spawner's budget) or an existing budget.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum TaskBudget {
     /// A new child budget of this many bytes under the spawner's budget.
     Bytes(usize),

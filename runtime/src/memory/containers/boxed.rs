@@ -176,6 +176,17 @@ pub struct NewBox<T> {
 
 impl<T> Unpin for NewBox<T> {}
 
+impl<T> fmt::Debug for NewBox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewBox")
+            .field(
+                "waiting_for_bytes",
+                &self.acquire.as_ref().map(|(_, bytes)| *bytes),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> Future for NewBox<T> {
     type Output = Result<MkAsyncBox<T>, MkAllocError>;
 

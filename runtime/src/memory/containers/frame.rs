@@ -25,15 +25,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 
-/// Settings of an [`MkAsyncFrameAlloc`].
+/// Settings of an [`MkAsyncFrameAlloc`]. Made with [`new`](Self::new) or `default()` and
+/// adjusted with [`backpressure`](Self::backpressure); the fields can be read and changed, and
+/// more may be added, so it is not built with a struct expression.
 ///
 /// ```
 /// use memkit_async_runtime::memory::{MkAsyncFrameConfig, MkBackpressure};
 ///
-/// let config = MkAsyncFrameConfig { arena_size: 1 << 20, ..Default::default() };
+/// let config = MkAsyncFrameConfig::new(1 << 20);
 /// assert_eq!(config.backpressure, MkBackpressure::Wait);
+/// let config = config.backpressure(MkBackpressure::Fail);
+/// assert_eq!((config.arena_size, config.backpressure), (1 << 20, MkBackpressure::Fail));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MkAsyncFrameConfig {
     /// Bytes all frames of the allocator (and its clones) may hold at once. Memory is taken in
     /// chunks of at least 4 KiB, so a capacity below 4096 bytes cannot open a frame.
@@ -42,13 +47,29 @@ pub struct MkAsyncFrameConfig {
     pub backpressure: MkBackpressure,
 }
 
+impl MkAsyncFrameConfig {
+    /// `arena_size` bytes of capacity for all frames together, under [`MkBackpressure::Wait`].
+    pub fn new(arena_size: usize) -> MkAsyncFrameConfig {
+        MkAsyncFrameConfig {
+            arena_size,
+            backpressure: MkBackpressure::Wait,
+        }
+    }
+
+    /// The same capacity under `policy`.
+    #[must_use]
+    pub fn backpressure(self, policy: MkBackpressure) -> MkAsyncFrameConfig {
+        MkAsyncFrameConfig {
+            backpressure: policy,
+            ..self
+        }
+    }
+}
+
 impl Default for MkAsyncFrameConfig {
     /// 16 MiB, [`MkBackpressure::Wait`].
     fn default() -> Self {
-        MkAsyncFrameConfig {
-            arena_size: 16 << 20,
-            backpressure: MkBackpressure::Wait,
-        }
+        MkAsyncFrameConfig::new(16 << 20)
     }
 }
 
