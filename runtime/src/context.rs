@@ -2,10 +2,10 @@
 //! by the scheduler for the life of a worker thread) and whether it already drives futures
 //! (`block_on` must not nest on a worker or inside another `block_on`).
 //!
-//! This is the bottom layer (see `.ci/layers.py`): it names no type of the layers above. Each
-//! layer keeps its own "current" state next to its types: the task being polled
+//! Only the utilities lie below it (see `.ci/layers.py`): it names no type of the layers above.
+//! Each layer keeps its own "current" state next to its types: the task being polled
 //! (`task_core::current`), the worker (`scheduler::worker`), the arena scope
-//! (`memory::scope`), the runtime's memory (`memory::RuntimeMemory`), its driver
+//! (`memory::arena::scope`), the runtime's memory (`memory::RuntimeMemory`), its driver
 //! (`driver`) and its handle (`runtime::context`).
 
 use std::cell::Cell;
