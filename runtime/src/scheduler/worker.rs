@@ -220,9 +220,12 @@ impl Core {
         }
         if shared.held.len() != 0 {
             self.serve_held();
-            if !self.local.is_empty() {
-                return;
-            }
+        }
+        // A task released by either was queued on this worker (a task whose memory request
+        // was granted in the LIFO slot, a held task at the back of the local queue): run it
+        // before sleeping, since the checks below see only what other workers could steal.
+        if self.has_local_work() {
+            return;
         }
         shared
             .idle
@@ -267,6 +270,14 @@ impl Core {
         m.set_parked(false);
         shared.idle.unregister_sleeper(self.index);
         self.searching.set(true);
+    }
+
+    /// Whether this worker has a task of its own queued (the LIFO slot or the local queue).
+    fn has_local_work(&self) -> bool {
+        let lifo = self.lifo.take();
+        let queued = lifo.is_some() || !self.local.is_empty();
+        self.lifo.set(lifo);
+        queued
     }
 
     /// Queues a task woken on this worker: into the LIFO slot, so a task that just unblocked
