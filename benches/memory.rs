@@ -35,6 +35,8 @@
 //!
 //! Medians: `target/criterion/<group>/<function>/new/estimates.json`, `median.point_estimate`
 //! (nanoseconds per iteration of N objects).
+// `criterion_group!` defines a public function without a doc comment.
+#![allow(missing_docs)]
 
 use bumpalo::Bump;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};

@@ -24,6 +24,8 @@
 //! cargo bench --bench pool
 //! cargo bench --bench pool -- --warm-up-time 1 --measurement-time 3 --sample-size 10
 //! ```
+// `criterion_group!` defines a public function without a doc comment.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use memkit_async::{MkAsyncPool, MkBackpressure};

@@ -26,6 +26,8 @@
 //! MEMKIT_BENCH_WORKERS=1,2,4,8 cargo bench --bench scheduler
 //! cargo bench --bench scheduler -- ping_pong          # one group
 //! ```
+// `criterion_group!` defines a public function without a doc comment.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::fmt::Debug;

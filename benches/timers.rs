@@ -14,6 +14,8 @@
 //! ```text
 //! cargo bench --bench timers
 //! ```
+// `criterion_group!` defines a public function without a doc comment.
+#![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Mutex;

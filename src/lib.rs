@@ -1,20 +1,4 @@
-//! memkit-async: an async runtime with a built-in allocator.
-//!
-//! Tasks run on a work-stealing executor whose task headers carry an inline pointer to the
-//! task's arena, so memory allocated inside a task stays valid and contiguous across `.await`
-//! even when the task moves between worker threads.
-//!
-//! Replace `#[tokio::main]` with `#[memkit_async::main]`:
-//!
-//! ```
-//! #[memkit_async::main(worker_threads = 2)]
-//! async fn main() {
-//!     let handle = memkit_async::spawn(async { 6 * 7 });
-//!     assert_eq!(handle.await.unwrap(), 42);
-//! }
-//! # main();
-//! ```
-#![warn(missing_docs)]
+#![doc = include_str!("../README.md")]
 
 mod barrier;
 mod channel;

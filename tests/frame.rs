@@ -23,10 +23,7 @@ where
 }
 
 fn frames(arena_size: usize, backpressure: MkBackpressure) -> MkAsyncFrameAlloc {
-    MkAsyncFrameAlloc::new(MkAsyncFrameConfig {
-        arena_size,
-        backpressure,
-    })
+    MkAsyncFrameAlloc::new(MkAsyncFrameConfig::new(arena_size).backpressure(backpressure))
 }
 
 #[test]

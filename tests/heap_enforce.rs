@@ -445,41 +445,6 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
 
 #[test]
 #[cfg_attr(miri, ignore = "spawns worker threads")]
-fn a_wait_request_is_granted_when_heap_memory_on_its_budget_is_freed() {
-    within(Duration::from_secs(20), || {
-        let rt = Builder::new().worker_threads(2).build().unwrap();
-        let budget = MkBudget::new(1 << 20);
-        // Bounded: its slot is allocated here, not by the first send inside the task.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
-        // A task fills the budget with a plain vector and hands it to a std thread.
-        let filler = task::Builder::new()
-            .budget(&budget)
-            .spawn_on(
-                async move {
-                    tx.send(vec![7u8; 900 << 10]).unwrap();
-                },
-                rt.handle(),
-            )
-            .unwrap();
-        rt.block_on(filler).unwrap();
-        assert_eq!(budget.used(), cost(900 << 10));
-        // A request that does not fit now waits in the budget's queue.
-        let waiter = {
-            let budget = budget.clone();
-            rt.spawn(async move { budget.acquire(512 << 10).await.map(|g| g.bytes()) })
-        };
-        while budget.waiting() == 0 {
-            std::thread::yield_now();
-        }
-        // Freed on a thread the runtime never sees: no guard is released through the budget.
-        drop(rx.recv().unwrap());
-        assert_eq!(rt.block_on(waiter).unwrap().unwrap(), 512 << 10);
-        assert_eq!((budget.used(), budget.waiting()), (0, 0));
-    });
-}
-
-#[test]
-#[cfg_attr(miri, ignore = "spawns worker threads")]
 fn a_parent_awaiting_a_child_held_for_admission_does_not_wait_forever() {
     within(Duration::from_secs(20), || {
         let rt = Builder::new().worker_threads(2).build().unwrap();

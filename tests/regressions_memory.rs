@@ -132,10 +132,9 @@ fn an_evictable_may_close_a_frame_of_the_allocator_that_asked() {
     with_timeout(DEADLINE, || {
         let rt = runtime(2);
         let (a, b, used, evicted, after) = rt.block_on(async {
-            let alloc = MkAsyncFrameAlloc::new(MkAsyncFrameConfig {
-                arena_size: 2 * CHUNK,
-                backpressure: MkBackpressure::Evict,
-            });
+            let alloc = MkAsyncFrameAlloc::new(
+                MkAsyncFrameConfig::new(2 * CHUNK).backpressure(MkBackpressure::Evict),
+            );
             let other = {
                 let alloc = alloc.clone();
                 spawn(async move { alloc.begin_frame().await.unwrap() })

@@ -559,10 +559,8 @@ fn shutdown_timeout_bounds_the_wait_for_tokio_blocking_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_belong_to_a_wrapped_tokio_task_wherever_it_runs() {
     use memkit_async::{MkAsyncFrameAlloc, MkAsyncFrameConfig};
-    let alloc = MkAsyncFrameAlloc::new(MkAsyncFrameConfig {
-        arena_size: 1 << 20,
-        backpressure: MkBackpressure::Fail,
-    });
+    let alloc =
+        MkAsyncFrameAlloc::new(MkAsyncFrameConfig::new(1 << 20).backpressure(MkBackpressure::Fail));
     let handles: Vec<_> = (0..16u64)
         .map(|t| {
             let alloc = alloc.clone();

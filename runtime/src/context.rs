@@ -1,109 +1,80 @@
-//! Per-thread runtime context: the runtime handle that `spawn` uses, the worker this thread
-//! is (for local scheduling), the task being polled (how arena allocation finds its arena),
-//! the arena scope being polled outside memkit tasks (memory/scope.rs), and whether the thread
-//! is already driving futures (`block_on` must not nest).
+//! What this thread is, as plain data every layer may read: the index of the worker it is (set
+//! by the scheduler for the life of a worker thread) and whether it already drives futures
+//! (`block_on` must not nest on a worker or inside another `block_on`).
 //!
-//! Invariant: the worker pointer is set only by the worker loop, to a `Core` that lives on the
-//! loop's stack frame for as long as the pointer is set (the guard clears it before the frame
-//! ends), and is only dereferenced on that thread. The scope pointer follows the same rule for
-//! the `Scope` of the `MkArenaTask` being polled or dropped (memory/scope.rs).
+//! Only the utilities lie below it (see `.ci/layers.py`): it names no type of the layers above.
+//! Each layer keeps its own "current" state next to its types: the task being polled
+//! (`task_core::current`), the worker (`scheduler::worker`), the arena scope
+//! (`memory::arena::scope`), the runtime's memory (`memory::RuntimeMemory`), its driver
+//! (`driver`) and its handle (`runtime::context`).
 
-use crate::memory::Scope;
-use crate::runtime::Handle;
-use crate::scheduler::Core;
-use crate::task::Header;
 use std::cell::{Cell, RefCell};
-use std::ptr::{self, NonNull};
+use std::task::Waker;
 
-struct Context {
-    handle: RefCell<Option<Handle>>,
-    driving: Cell<bool>,
+/// Said by every entry point that needs a runtime and finds none on the thread.
+pub(crate) const NO_RUNTIME: &str = "there is no memkit-async runtime on this thread: call this \
+     from inside `Runtime::block_on`, a spawned task, a `#[memkit_async::main]` function or \
+     after `Runtime::enter`, or keep a `Handle` and call its methods";
+
+const NOT_A_WORKER: usize = usize::MAX;
+
+thread_local! {
+    // Plain cells without destructors: a const thread-local access with no liveness check.
+    static WORKER_INDEX: Cell<usize> = const { Cell::new(NOT_A_WORKER) };
+    static DRIVING: Cell<bool> = const { Cell::new(false) };
 }
 
 thread_local! {
-    static CONTEXT: Context = const {
-        Context {
-            handle: RefCell::new(None),
-            driving: Cell::new(false),
-        }
-    };
-
-    // Kept apart from `CONTEXT`: without a destructor these compile to a plain thread-local
-    // access (no liveness check), which the poll loop and every arena allocation pay.
-    static TASK: Cell<Option<NonNull<Header>>> = const { Cell::new(None) };
-    static WORKER: Cell<*const Core> = const { Cell::new(ptr::null()) };
-    // Consulted only when no task is current, so the task fast path never reads it.
-    static SCOPE: Cell<Option<NonNull<Scope>>> = const { Cell::new(None) };
+    /// Wakers of the tasks that yielded on this worker (`task::yield_now`): woken once the
+    /// worker has turned its driver.
+    static DEFERRED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Restores the previous current task on drop.
-pub(crate) struct TaskGuard(Option<NonNull<Header>>);
+/// Keeps `waker` until this worker's next driver turn; `false` (nothing kept) off the workers.
+pub(crate) fn defer(waker: &Waker) -> bool {
+    if worker_index().is_none() {
+        return false;
+    }
+    // The list is the worker's, not the yielding task's memory.
+    let _engine = crate::heap::engine();
+    DEFERRED
+        .try_with(|d| d.borrow_mut().push(waker.clone()))
+        .is_ok()
+}
 
+/// Whether tasks that yielded on this thread wait for its next driver turn.
+pub(crate) fn has_deferred() -> bool {
+    DEFERRED
+        .try_with(|d| !d.borrow().is_empty())
+        .unwrap_or(false)
+}
+
+/// The wakers of the tasks that yielded on this thread since the last call.
+pub(crate) fn take_deferred() -> Vec<Waker> {
+    DEFERRED
+        .try_with(|d| std::mem::take(&mut *d.borrow_mut()))
+        .unwrap_or_default()
+}
+
+/// Index (0-based) of the worker thread this code runs on, `None` off the workers.
 #[inline]
-pub(crate) fn enter_task(task: NonNull<Header>) -> TaskGuard {
-    TaskGuard(TASK.replace(Some(task)))
+pub(crate) fn worker_index() -> Option<usize> {
+    let index = WORKER_INDEX.get();
+    (index != NOT_A_WORKER).then_some(index)
 }
 
-impl Drop for TaskGuard {
-    #[inline]
+/// Marks this thread as worker `index` until the guard drops.
+pub(crate) fn enter_worker(index: usize) -> WorkerGuard {
+    WorkerGuard(WORKER_INDEX.replace(index))
+}
+
+/// Restores the previous worker index on drop.
+pub(crate) struct WorkerGuard(usize);
+
+impl Drop for WorkerGuard {
     fn drop(&mut self) {
-        TASK.set(self.0);
+        WORKER_INDEX.set(self.0);
     }
-}
-
-#[inline]
-pub(crate) fn current_task() -> Option<NonNull<Header>> {
-    TASK.get()
-}
-
-/// Restores the previous current task and scope on drop.
-pub(crate) struct ScopeGuard {
-    task: Option<NonNull<Header>>,
-    scope: Option<NonNull<Scope>>,
-}
-
-/// Makes `scope` the current arena scope. A memkit task being polled on this thread is hidden
-/// until the guard drops: the innermost arena owner is the one allocations go to.
-pub(crate) fn enter_scope(scope: NonNull<Scope>) -> ScopeGuard {
-    ScopeGuard {
-        task: TASK.replace(None),
-        scope: SCOPE.replace(Some(scope)),
-    }
-}
-
-impl Drop for ScopeGuard {
-    fn drop(&mut self) {
-        TASK.set(self.task);
-        SCOPE.set(self.scope);
-    }
-}
-
-pub(crate) fn current_scope() -> Option<NonNull<Scope>> {
-    SCOPE.get()
-}
-
-/// Restores the previous runtime handle on drop.
-pub(crate) struct HandleGuard(Option<Handle>);
-
-pub(crate) fn set_handle(handle: Handle) -> HandleGuard {
-    HandleGuard(
-        CONTEXT
-            .try_with(|c| c.handle.replace(Some(handle)))
-            .unwrap_or(None),
-    )
-}
-
-impl Drop for HandleGuard {
-    fn drop(&mut self) {
-        let prev = self.0.take();
-        let _ = CONTEXT.try_with(|c| *c.handle.borrow_mut() = prev);
-    }
-}
-
-pub(crate) fn current_handle() -> Option<Handle> {
-    CONTEXT
-        .try_with(|c| c.handle.borrow().clone())
-        .unwrap_or(None)
 }
 
 /// Marks the thread as driving futures until dropped.
@@ -113,8 +84,7 @@ pub(crate) struct DrivingGuard(());
 /// If this thread already drives futures: blocking it would stall every task it runs.
 #[track_caller]
 pub(crate) fn enter_driving() -> DrivingGuard {
-    let nested = CONTEXT.with(|c| c.driving.replace(true));
-    if nested {
+    if DRIVING.replace(true) {
         panic!(
             "cannot block on a future inside a memkit-async runtime: this thread already drives \
              asynchronous tasks (it is a worker, or inside another `block_on`), and blocking it \
@@ -127,28 +97,6 @@ pub(crate) fn enter_driving() -> DrivingGuard {
 
 impl Drop for DrivingGuard {
     fn drop(&mut self) {
-        let _ = CONTEXT.try_with(|c| c.driving.set(false));
+        DRIVING.set(false);
     }
-}
-
-/// Clears the worker pointer on drop.
-pub(crate) struct WorkerGuard(());
-
-pub(crate) fn set_worker(core: &Core) -> WorkerGuard {
-    WORKER.set(core);
-    WorkerGuard(())
-}
-
-impl Drop for WorkerGuard {
-    fn drop(&mut self) {
-        WORKER.set(ptr::null());
-    }
-}
-
-/// Runs `f` with this thread's worker, if it is one.
-#[inline]
-pub(crate) fn with_worker<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
-    let core = WORKER.get();
-    // SAFETY: a non-null pointer is a live `Core` on this thread's worker frame (file invariant).
-    f(unsafe { core.as_ref() })
 }

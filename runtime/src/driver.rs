@@ -10,11 +10,15 @@
 //! it is still on the sleeper list (under the list's lock). A notifier removes a sleeper under
 //! that lock and only then reads `holder`. Either the worker sees it was woken and polls
 //! without blocking, or the notifier sees the worker holds the driver and wakes the poll.
+//!
+//! The runtime makes its driver current on its threads (`enter`), which is how timers and
+//! sockets find the reactor and wheel to register with.
 
 use crate::io::Reactor;
+use crate::sync::{AtomicUsize, Ordering::SeqCst};
 use crate::time::TimeDriver;
+use std::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::Waker;
 use std::time::Duration;
@@ -22,6 +26,37 @@ use std::time::Duration;
 /// Events read per poll.
 const EVENTS: usize = 1024;
 const NO_HOLDER: usize = usize::MAX;
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<Driver>>> = const { RefCell::new(None) };
+}
+
+/// Makes `driver` current on this thread until the guard drops.
+pub(crate) fn enter(driver: Arc<Driver>) -> CurrentGuard {
+    CurrentGuard(
+        CURRENT
+            .try_with(|c| c.replace(Some(driver)))
+            .unwrap_or(None),
+    )
+}
+
+/// Runs `f` with the driver of the runtime this thread runs in, if any.
+pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Driver>) -> R) -> R {
+    let current = CURRENT.try_with(|c| c.borrow().clone()).unwrap_or(None);
+    f(current.as_deref())
+}
+
+/// Restores the previously current driver on drop.
+pub(crate) struct CurrentGuard(Option<Arc<Driver>>);
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let prev = self.0.take();
+        // The driver made current by the guard is dropped after the cell is released.
+        let entered = CURRENT.try_with(|c| c.replace(prev));
+        drop(entered);
+    }
+}
 
 pub(crate) struct Driver {
     pub(crate) time: Arc<TimeDriver>,

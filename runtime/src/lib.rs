@@ -15,10 +15,10 @@
 //! });
 //! assert_eq!(sum, 45);
 //! ```
-#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod blocking;
 mod context;
+mod coop;
 mod driver;
 pub mod heap;
 pub mod io;
@@ -30,6 +30,7 @@ mod scheduler;
 pub mod signal;
 mod sync;
 pub mod task;
+mod task_core;
 pub mod time;
 mod tokio_bridge;
 mod unwind;

@@ -236,7 +236,7 @@ mod bridge {
         /// .unwrap();
         /// ```
         pub fn tokio_handle(&self) -> &tokio::runtime::Handle {
-            &self.shared.tokio.handle
+            &self.bridge().handle
         }
     }
 }

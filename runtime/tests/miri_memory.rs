@@ -195,10 +195,7 @@ fn forget_zero_sized_and_refused_requests() {
 fn frame_objects_escape_their_frame_and_are_freed_on_another_thread() {
     use memkit_async_runtime::memory::{MkAsyncFrameAlloc, MkAsyncFrameConfig};
     let rt = runtime_with_limit(2, 1 << 20);
-    let alloc = MkAsyncFrameAlloc::new(MkAsyncFrameConfig {
-        arena_size: 64 << 10,
-        ..Default::default()
-    });
+    let alloc = MkAsyncFrameAlloc::new(MkAsyncFrameConfig::new(64 << 10));
     let a2 = alloc.clone();
     let drops = Arc::new(AtomicUsize::new(0));
     let d2 = drops.clone();

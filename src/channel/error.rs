@@ -6,6 +6,7 @@ use std::fmt;
 /// Why [`MkAsyncSender::send`](super::MkAsyncSender::send) (or the sender's `Sink`) failed.
 /// The message is returned in the error, unchanged.
 #[derive(PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MkSendError<T> {
     /// The receiver was dropped or called [`close`](super::MkAsyncReceiver::close): nobody will
     /// ever receive the message.
@@ -19,6 +20,7 @@ pub enum MkSendError<T> {
 /// Why [`MkAsyncSender::try_send`](super::MkAsyncSender::try_send) failed. The message is
 /// returned in the error, unchanged.
 #[derive(PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MkTrySendError<T> {
     /// The message does not fit now (`CapacityReached`; under `Evict`, after evicting all that
     /// could be evicted) or never will (`ExceedsLimit`).
@@ -29,6 +31,7 @@ pub enum MkTrySendError<T> {
 
 /// Why [`MkAsyncReceiver::try_recv`](super::MkAsyncReceiver::try_recv) returned no message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MkTryRecvError {
     /// No message is queued, but senders remain: one may come.
     Empty,

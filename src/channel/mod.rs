@@ -74,6 +74,12 @@ pub struct MkAsyncChannel<T> {
     _message: PhantomData<fn() -> T>,
 }
 
+impl<T> std::fmt::Debug for MkAsyncChannel<T> {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self._never {}
+    }
+}
+
 impl<T: Send + 'static> MkAsyncChannel<T> {
     /// A channel holding at most `bytes` bytes of queued messages, as measured by
     /// [`MkByteSize`] when each is sent (a message counts at least 1 byte, so that a channel of

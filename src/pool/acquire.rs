@@ -115,7 +115,9 @@ impl<'a, T: Send + 'static> Future for MkPoolAcquire<'a, T> {
                                     // A deadline past what `Instant` can hold is no deadline.
                                     Some(since.checked_add(d).map(|t| (sleep_until(t), since)))
                                 }
-                                MkBackpressure::Fail | MkBackpressure::Evict => None,
+                                // `Fail` and `Evict` (an idle object is the only thing a pool could
+                                // evict, and there is none) refuse at once.
+                                _ => None,
                             };
                             match deadline {
                                 Some(deadline) => {

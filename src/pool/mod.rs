@@ -121,6 +121,16 @@ pub struct MkPoolBuilder<T> {
     budget: Option<(MkBudget, usize)>,
 }
 
+impl<T> fmt::Debug for MkPoolBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MkPoolBuilder")
+            .field("capacity", &self.capacity)
+            .field("policy", &self.policy)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T: Send + 'static> MkPoolBuilder<T> {
     /// Calls `reset` on every object returned to the pool, before anyone else gets it (clear a
     /// buffer, roll back a connection). If it panics, the object is dropped instead of returned.

@@ -51,6 +51,7 @@ impl Al {
                     MkBackpressure::Fail => C::AllocFail,
                     MkBackpressure::Timeout(_) => C::AllocTimeout,
                     MkBackpressure::Evict => C::AllocEvict,
+                    other => unreachable!("the soak picks only the four policies, not {other:?}"),
                 });
                 Some(v)
             }

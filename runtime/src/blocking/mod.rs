@@ -6,7 +6,7 @@ mod pool;
 pub(crate) use pool::{BlockingPool, PoolConfig};
 
 use crate::runtime::Handle;
-use crate::task::JoinHandle;
+use crate::task_core::JoinHandle;
 
 /// Runs the blocking closure `f` on the runtime's blocking pool and returns a handle to its
 /// result.

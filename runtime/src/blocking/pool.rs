@@ -5,10 +5,9 @@
 //! only under `state`'s lock; a thread counted in `idle` is waiting on `work`, and `notified`
 //! counts the idle threads already told to take queued work, so one task never wakes two.
 
-use crate::context;
-use crate::runtime::Handle;
+use crate::runtime::{context, Handle};
 use crate::sync::{lock_std as lock, wait_while_for};
-use crate::task::{self, Header, JoinHandle, Notified, Schedule, Task};
+use crate::task_core::{self as task, Header, JoinHandle, Notified, Schedule, Task};
 use crate::unwind;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -81,10 +80,10 @@ struct BlockingSchedule(Handle);
 
 impl Schedule for BlockingSchedule {
     fn schedule(&self, task: Notified) {
-        self.0.shared.blocking.push(&self.0, task);
+        self.0.blocking().push(&self.0, task);
     }
 
-    fn release(&self, _: NonNull<Header>) -> Option<Task> {
+    unsafe fn release(&self, _: NonNull<Header>) -> Option<Task> {
         None
     }
 }
@@ -170,9 +169,8 @@ impl BlockingPool {
         let handle = handle.clone();
         builder.spawn(move || {
             // Blocking closures may use tokio-based code too (feature `tokio`).
-            let shared = handle.shared.clone();
-            let _tokio = shared.tokio.enter();
-            inner.run(id, handle)
+            let _tokio = handle.bridge().enter();
+            inner.run(id, &handle)
         })
     }
 
@@ -222,7 +220,7 @@ impl BlockingPool {
 }
 
 impl Inner {
-    fn run(&self, id: usize, handle: Handle) {
+    fn run(&self, id: usize, handle: &Handle) {
         // Counted out even if a thread callback panics, so neither `push` nor shutdown waits
         // for a thread that is gone.
         struct Exit<'a> {
@@ -254,7 +252,7 @@ impl Inner {
             }
         }
         {
-            let _handle = context::set_handle(handle);
+            let _handle = context::enter(handle);
             self.work_loop(id);
             // `work_loop` returned with `num_threads` already lowered under its lock.
             exit.taking_work = false;

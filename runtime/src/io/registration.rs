@@ -4,9 +4,9 @@
 use super::reactor::Reactor;
 use super::readiness::{Direction, Readiness, ReadyEvent, WaitKey, WaitSlot};
 use super::{Interest, Ready};
-use crate::context;
-use crate::runtime::handle::NO_RUNTIME;
-use crate::task::coop;
+use crate::context::NO_RUNTIME;
+use crate::coop;
+use crate::driver;
 use mio::event::Source;
 use std::future::poll_fn;
 use std::io;
@@ -24,12 +24,11 @@ pub(crate) struct PollEvented<E: Source> {
 impl<E: Source> PollEvented<E> {
     /// Registers `io` with the current runtime's reactor.
     pub(crate) fn new(mut io: E) -> io::Result<PollEvented<E>> {
-        let handle = context::current_handle().ok_or_else(|| {
+        let reactor = driver::with_current(|d| d.map(|d| d.io.clone())).ok_or_else(|| {
             io::Error::other(format!(
                 "memkit-async I/O resources need a runtime to drive them: {NO_RUNTIME}"
             ))
         })?;
-        let reactor = handle.shared.driver.io.clone();
         let (token, readiness) = reactor.register(&mut io)?;
         Ok(PollEvented {
             io,

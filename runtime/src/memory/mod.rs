@@ -1,44 +1,28 @@
-//! Memory: byte budgets with backpressure policies, the chunk pool, task arenas and the owned
+//! Memory: byte budgets with backpressure policies, the arenas they pay for, and the owned
 //! handles that live in them.
+//!
+//! Two halves:
+//! - the allocator, which the runtime is built on: `budget/` (`MkBudget`, its wait queues, its
+//!   policies, `Evict`) and `arena/` (chunks, the chunk pool, bump arenas, the current task's
+//!   arena); plus `RuntimeMemory`, the memory state of one runtime;
+//! - the containers users hold (`containers/`): boxes, vectors, owned arenas, `MkArenaTask`,
+//!   frames and the cache, which allocate only through the allocator's types.
+//!
+//! Every public type is re-exported here; the submodules are the engine's layout, not API.
 
-mod arena;
-mod boxed;
-mod budget;
-mod byte_size;
-mod cache;
-mod chunk;
-mod chunk_pool;
+pub(crate) mod arena;
+pub(crate) mod budget;
+mod containers;
 mod error;
-mod evict;
-mod frame;
-mod guard;
-pub(crate) mod heap_waiters;
-#[cfg(all(test, loom))]
-mod loom_budget;
-#[cfg(all(test, loom))]
-mod loom_chunk;
-mod owned;
-mod policy;
-mod scope;
-mod shared_alloc;
-mod vec;
-mod wait;
-mod wait_queue;
+pub(crate) mod runtime_memory;
 
-pub use boxed::{MkAsyncBox, NewBox};
-pub use budget::MkBudget;
-pub use byte_size::MkByteSize;
-pub use cache::MkAsyncCache;
+pub use budget::{Acquire, MkBackpressure, MkBudget, MkBudgetGuard, MkEvictable, TaskBudget};
+pub use containers::{
+    MkArena, MkArenaTask, MkAsyncBox, MkAsyncCache, MkAsyncFrameAlloc, MkAsyncFrameConfig,
+    MkAsyncFrameGuard, MkAsyncVec, MkByteSize, NewBox,
+};
 pub use error::MkAllocError;
-pub use evict::MkEvictable;
-pub use frame::{MkAsyncFrameAlloc, MkAsyncFrameConfig, MkAsyncFrameGuard};
-pub use guard::MkBudgetGuard;
-pub use owned::MkArena;
-pub use policy::MkBackpressure;
-pub use scope::MkArenaTask;
-pub use vec::MkAsyncVec;
-pub use wait::Acquire;
 
-pub(crate) use arena::drop_task_arena;
-pub(crate) use chunk_pool::ChunkPool;
-pub(crate) use scope::{current_budget as scope_budget, Scope};
+pub(crate) use arena::{drop_task_arena, scope_budget};
+pub(crate) use budget::heap_waiters;
+pub(crate) use runtime_memory::RuntimeMemory;

@@ -1,7 +1,6 @@
 //! Driving one future on the calling thread.
 
-use super::Handle;
-use crate::context;
+use super::{context, Handle};
 use crossbeam_utils::sync::{Parker, Unparker};
 use std::future::Future;
 use std::pin::pin;
@@ -22,16 +21,16 @@ impl Wake for ThreadWaker {
 
 #[track_caller]
 pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
-    let _driving = context::enter_driving();
-    let _handle = context::set_handle(handle.clone());
-    let _tokio = handle.shared.tokio.enter();
+    let _driving = crate::context::enter_driving();
+    let _handle = context::enter(handle);
+    let _tokio = handle.bridge().enter();
     let parker = Parker::new();
     let waker = Waker::from(Arc::new(ThreadWaker(parker.unparker().clone())));
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     loop {
         // Each turn gets a cooperative budget, as a task's poll does.
-        let budget = crate::task::coop::start_poll();
+        let budget = crate::coop::start_poll();
         if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
             return out;
         }

@@ -1,9 +1,11 @@
 //! `Builder`: configures and starts a runtime.
 
-use super::Runtime;
+use super::{context, Handle, Inner, Runtime};
 use crate::blocking::{BlockingPool, PoolConfig};
-use crate::memory::{MkBackpressure, MkBudget};
-use crate::scheduler::{self, Shared};
+use crate::driver::Driver;
+use crate::heap;
+use crate::memory::{MkBackpressure, MkBudget, RuntimeMemory};
+use crate::scheduler::{self, WorkerParts};
 use crate::tokio_bridge::TokioBridge;
 use std::fmt;
 use std::io;
@@ -204,62 +206,78 @@ impl Builder {
             on_start: self.on_thread_start.clone(),
             on_stop: self.on_thread_stop.clone(),
         });
-        let memory =
+        let root =
             MkBudget::runtime_root(self.memory_limit.resolve()?, self.memory_policy, workers);
-        let tokio = TokioBridge::start()?;
-        let (shared, parts) = Shared::new(
-            workers,
+        let bridge = TokioBridge::start()?;
+        let driver = Arc::new(Driver::new()?);
+        let (scheduler, parts) =
+            scheduler::Handle::new(workers, driver.clone(), self.memory_stall_threshold);
+        let handle = Handle::new(Inner {
+            scheduler,
+            memory: RuntimeMemory::new(root, workers, self.chunk_pool_cap),
+            driver,
             blocking,
-            memory,
-            self.chunk_pool_cap,
-            tokio,
-            self.memory_stall_threshold,
-        )?;
+            bridge,
+        });
         let mut threads = Vec::with_capacity(workers);
         for (index, part) in parts.into_iter().enumerate() {
-            match self.spawn_worker(&shared, index, part) {
+            match self.spawn_worker(&handle, index, part) {
                 Ok(t) => threads.push(t),
                 Err(err) => {
                     // Not started: count them out so shutdown does not wait for them.
                     for _ in index..workers {
-                        shared.worker_exited();
+                        handle.scheduler().worker_exited();
                     }
-                    drop(Runtime::from_parts(shared, threads));
+                    drop(Runtime::from_parts(handle, threads));
                     return Err(err);
                 }
             }
         }
-        Ok(Runtime::from_parts(shared, threads))
+        Ok(Runtime::from_parts(handle, threads))
     }
 
     fn spawn_worker(
         &self,
-        shared: &Arc<Shared>,
+        handle: &Handle,
         index: usize,
-        part: scheduler::WorkerParts,
+        part: WorkerParts,
     ) -> io::Result<thread::JoinHandle<()>> {
         let mut builder = thread::Builder::new().name((self.thread_name)());
         if let Some(size) = self.thread_stack_size {
             builder = builder.stack_size(size);
         }
-        let shared = shared.clone();
+        let handle = handle.clone();
         let on_start = self.on_thread_start.clone();
         let on_stop = self.on_thread_stop.clone();
         builder.spawn(move || {
             // Counted out even if a thread callback panics, so shutdown never waits for it.
-            struct Exit(Arc<Shared>);
+            struct Exit(Handle);
             impl Drop for Exit {
                 fn drop(&mut self) {
-                    self.0.worker_exited();
+                    self.0.scheduler().worker_exited();
                 }
             }
-            let _exit = Exit(shared.clone());
+            let exit = Exit(handle);
+            let handle = &exit.0;
             // Tokio-based code in tasks (and in the callbacks) finds the bridge's reactor.
-            let _tokio = _exit.0.tokio.enter();
+            let _tokio = handle.bridge().enter();
             if let Some(f) = &on_start {
                 f();
             }
-            scheduler::run_worker(shared, index, part.local, part.parker);
+            {
+                let _runtime = context::enter(handle);
+                // Heap bytes this worker charges to the runtime's root go to its own partial
+                // sum.
+                let root = handle
+                    .memory()
+                    .root()
+                    .account()
+                    .as_ptr()
+                    .as_ptr()
+                    .cast_const();
+                let _shard = heap::enter_worker(heap::Shard { root, index });
+                part.run(handle.scheduler());
+            }
             if let Some(f) = &on_stop {
                 f();
             }

@@ -1,10 +1,14 @@
-//! `Handle`: a cheap, clonable reference to a runtime, usable from any thread.
+//! `Handle`: a cheap, clonable reference to a runtime, usable from any thread, and what a
+//! runtime is made of.
 
-use super::{block_on, RuntimeMetrics};
-use crate::context;
-use crate::memory::MkBudget;
-use crate::scheduler::Shared;
-use crate::task::JoinHandle;
+use super::{block_on, context, RuntimeMetrics};
+use crate::blocking::BlockingPool;
+use crate::context::NO_RUNTIME;
+use crate::driver::Driver;
+use crate::memory::{MkBudget, RuntimeMemory};
+use crate::scheduler;
+use crate::task_core::{self, JoinHandle, TaskMemory};
+use crate::tokio_bridge::TokioBridge;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -24,7 +28,18 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone)]
 pub struct Handle {
-    pub(crate) shared: Arc<Shared>,
+    inner: Arc<Inner>,
+}
+
+/// The parts of a runtime, each the owner of its own state.
+pub(crate) struct Inner {
+    pub(crate) scheduler: scheduler::Handle,
+    pub(crate) memory: Arc<RuntimeMemory>,
+    /// Timers and I/O; the scheduler's workers turn it.
+    pub(crate) driver: Arc<Driver>,
+    pub(crate) blocking: BlockingPool,
+    /// The background tokio runtime (feature `tokio`; an empty type without it).
+    pub(crate) bridge: TokioBridge,
 }
 
 /// Returned by [`Handle::try_current`] outside a runtime.
@@ -39,11 +54,33 @@ impl fmt::Display for TryCurrentError {
 
 impl std::error::Error for TryCurrentError {}
 
-pub(crate) const NO_RUNTIME: &str = "there is no memkit-async runtime on this thread: call this \
-     from inside `Runtime::block_on`, a spawned task, a `#[memkit_async::main]` function or \
-     after `Runtime::enter`, or keep a `Handle` and call its methods";
-
 impl Handle {
+    pub(crate) fn new(inner: Inner) -> Handle {
+        Handle {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub(crate) fn scheduler(&self) -> &scheduler::Handle {
+        &self.inner.scheduler
+    }
+
+    pub(crate) fn memory(&self) -> &Arc<RuntimeMemory> {
+        &self.inner.memory
+    }
+
+    pub(crate) fn driver(&self) -> &Arc<Driver> {
+        &self.inner.driver
+    }
+
+    pub(crate) fn blocking(&self) -> &BlockingPool {
+        &self.inner.blocking
+    }
+
+    pub(crate) fn bridge(&self) -> &TokioBridge {
+        &self.inner.bridge
+    }
+
     /// The handle of the runtime this thread is running in.
     ///
     /// # Panics
@@ -51,7 +88,7 @@ impl Handle {
     /// Outside a runtime; see [`try_current`](Self::try_current).
     #[track_caller]
     pub fn current() -> Handle {
-        match context::current_handle() {
+        match context::current() {
             Some(handle) => handle,
             None => panic!("{NO_RUNTIME}"),
         }
@@ -59,7 +96,7 @@ impl Handle {
 
     /// The handle of the runtime this thread is running in, or an error outside one.
     pub fn try_current() -> Result<Handle, TryCurrentError> {
-        context::current_handle().ok_or(TryCurrentError(()))
+        context::current().ok_or(TryCurrentError(()))
     }
 
     /// Spawns a task onto this runtime. See [`crate::spawn`].
@@ -68,7 +105,23 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn_task(future, crate::task::current_budget(), None)
+        self.spawn_task(future, task_core::current_budget(), None)
+    }
+
+    /// Spawns `future` charged to `budget` (the runtime's root if `None`), named `name`.
+    pub(crate) fn spawn_task<F>(
+        &self,
+        future: F,
+        budget: Option<MkBudget>,
+        name: Option<Arc<str>>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let memory = TaskMemory::needed(&budget, &name)
+            .then(|| Box::new(TaskMemory::new(budget, self.memory_budget(), name)));
+        self.inner.scheduler.spawn(future, memory)
     }
 
     /// Runs a blocking closure on this runtime's blocking pool. See [`crate::spawn_blocking`].
@@ -77,7 +130,7 @@ impl Handle {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.shared.blocking.spawn(self, f)
+        self.inner.blocking.spawn(self, f)
     }
 
     /// Drives `future` to completion on the calling thread, with this runtime as the context.
@@ -94,13 +147,13 @@ impl Handle {
     /// The runtime's root budget (its [`memory_limit`](crate::Builder::memory_limit)); make
     /// per-task or per-connection budgets with `.child(limit)`.
     pub fn memory_budget(&self) -> &MkBudget {
-        &self.shared.memory
+        self.inner.memory.root()
     }
 
     /// Live counters of this runtime.
     pub fn metrics(&self) -> RuntimeMetrics {
         RuntimeMetrics {
-            shared: self.shared.clone(),
+            handle: self.clone(),
         }
     }
 }
@@ -108,7 +161,7 @@ impl Handle {
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
-            .field("workers", &self.shared.remotes.len())
+            .field("workers", &self.inner.scheduler.num_workers())
             .finish_non_exhaustive()
     }
 }

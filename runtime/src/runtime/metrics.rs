@@ -1,6 +1,7 @@
 //! Runtime metrics: live counters for monitoring and for tests.
 
-use crate::scheduler::{Shared, WorkerMetrics};
+use super::Handle;
+use std::fmt;
 use std::sync::Arc;
 
 /// One live task's memory, from [`RuntimeMetrics::tasks_by_memory`].
@@ -8,7 +9,7 @@ use std::sync::Arc;
 #[non_exhaustive]
 pub struct TaskMemoryStats {
     /// The task's id.
-    pub id: crate::task::Id,
+    pub id: crate::task_core::Id,
     /// Its name, if it was given one ([`task::Builder::name`](crate::task::Builder::name)).
     pub name: Option<Arc<str>>,
     /// Bytes it holds now: heap memory it allocated and has not freed (with `MkGlobalAlloc`),
@@ -31,35 +32,44 @@ pub struct TaskMemoryStats {
 /// ```
 #[derive(Clone)]
 pub struct RuntimeMetrics {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) handle: Handle,
+}
+
+impl fmt::Debug for RuntimeMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeMetrics")
+            .field("num_workers", &self.num_workers())
+            .field("num_alive_tasks", &self.num_alive_tasks())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RuntimeMetrics {
     /// Number of worker threads.
     pub fn num_workers(&self) -> usize {
-        self.shared.remotes.len()
+        self.handle.scheduler().num_workers()
     }
 
     /// Spawned tasks that have not completed yet (blocking tasks excluded).
     pub fn num_alive_tasks(&self) -> usize {
-        self.shared.owned.len()
+        self.handle.scheduler().num_alive_tasks()
     }
 
     /// Timers (sleeps, timeouts, intervals, budget timeouts) registered with this runtime's
     /// timer wheel right now. A dropped timer leaves at once.
     pub fn num_timers(&self) -> usize {
-        self.shared.driver.time.len()
+        self.handle.driver().time.len()
     }
 
     /// Sockets registered with this runtime's reactor right now. A dropped socket leaves at
     /// once.
     pub fn num_io_sources(&self) -> usize {
-        self.shared.driver.io.len()
+        self.handle.driver().io.len()
     }
 
     /// Workers asleep right now (blocked in the OS, using no CPU).
     pub fn num_parked_workers(&self) -> usize {
-        self.shared.num_parked()
+        self.handle.scheduler().num_parked_workers()
     }
 
     /// Times worker `worker` went to sleep.
@@ -67,7 +77,7 @@ impl RuntimeMetrics {
     /// # Panics
     /// If `worker >= num_workers()`.
     pub fn worker_park_count(&self, worker: usize) -> u64 {
-        WorkerMetrics::read(&self.shared.remotes[worker].metrics.parks)
+        self.handle.scheduler().worker_metrics(worker).parks()
     }
 
     /// Task polls performed by worker `worker`.
@@ -75,7 +85,7 @@ impl RuntimeMetrics {
     /// # Panics
     /// If `worker >= num_workers()`.
     pub fn worker_poll_count(&self, worker: usize) -> u64 {
-        WorkerMetrics::read(&self.shared.remotes[worker].metrics.polls)
+        self.handle.scheduler().worker_metrics(worker).polls()
     }
 
     /// Successful steals by worker `worker` (each takes up to half of a victim's queue).
@@ -83,7 +93,7 @@ impl RuntimeMetrics {
     /// # Panics
     /// If `worker >= num_workers()`.
     pub fn worker_steal_count(&self, worker: usize) -> u64 {
-        WorkerMetrics::read(&self.shared.remotes[worker].metrics.steals)
+        self.handle.scheduler().worker_metrics(worker).steals()
     }
 
     /// Tasks in worker `worker`'s local queue (the LIFO slot excluded).
@@ -91,75 +101,73 @@ impl RuntimeMetrics {
     /// # Panics
     /// If `worker >= num_workers()`.
     pub fn worker_local_queue_depth(&self, worker: usize) -> usize {
-        self.shared.remotes[worker].stealer.len()
+        self.handle.scheduler().worker_local_queue_depth(worker)
     }
 
     /// Tasks in the global injector queue.
     pub fn injection_queue_depth(&self) -> usize {
-        self.shared.injector.len()
+        self.handle.scheduler().injection_queue_depth()
     }
 
     /// Threads in the blocking pool.
     pub fn num_blocking_threads(&self) -> usize {
-        self.shared.blocking.num_alive()
+        self.handle.blocking().num_alive()
     }
 
     /// Blocking-pool threads waiting for work.
     pub fn num_idle_blocking_threads(&self) -> usize {
-        self.shared.blocking.num_idle_threads()
+        self.handle.blocking().num_idle_threads()
     }
 
     /// Blocking closures queued and not yet started.
     pub fn blocking_queue_depth(&self) -> usize {
-        self.shared.blocking.queue_depth()
+        self.handle.blocking().queue_depth()
     }
 
     /// Bytes charged to the runtime's root budget.
     pub fn memory_used(&self) -> usize {
-        self.shared.memory.used()
+        self.handle.memory_budget().used()
     }
 
     /// Highest `memory_used()` so far.
     pub fn memory_peak(&self) -> usize {
-        self.shared.memory.peak()
+        self.handle.memory_budget().peak()
     }
 
     /// The runtime's `memory_limit` (`usize::MAX` when unlimited).
     pub fn memory_limit(&self) -> usize {
-        self.shared.memory.limit()
+        self.handle.memory_budget().limit()
     }
 
     /// Requests queued on the root budget itself, waiting for memory.
     pub fn memory_waiting(&self) -> usize {
-        self.shared.memory.waiting()
+        self.handle.memory_budget().waiting()
     }
 
     /// Memory requests made in this runtime (on any budget) that are parked waiting for bytes
     /// to be released: tasks waiting for memory, in no run queue.
     pub fn tasks_waiting_for_memory(&self) -> usize {
-        self.shared
-            .memory_waiting
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.handle.memory().tasks_waiting()
     }
 
     /// Idle bytes of arena chunks held in the runtime's global chunk pool.
     pub fn chunk_pool_bytes(&self) -> usize {
-        self.shared.pool.pooled_bytes()
+        self.handle.memory().pool().pooled_bytes()
     }
 
     /// Arena chunks allocated from the system so far.
     pub fn chunks_allocated(&self) -> u64 {
-        self.shared.pool.chunks_from_system()
+        self.handle.memory().pool().chunks_from_system()
     }
 
     /// Arena chunks given back to the system so far (freed beyond the pool's cap).
     pub fn chunks_returned(&self) -> u64 {
-        self.shared.pool.chunks_to_system()
+        self.handle.memory().pool().chunks_to_system()
     }
 
     /// Arena chunk requests served from a cache or the pool instead of the system.
     pub fn chunks_reused(&self) -> u64 {
-        self.shared.pool.chunks_reused()
+        self.handle.memory().pool().chunks_reused()
     }
 
     /// The live tasks with their memory, largest first: what each holds now (heap memory it
@@ -185,7 +193,7 @@ impl RuntimeMetrics {
     /// ```
     pub fn tasks_by_memory(&self) -> Vec<TaskMemoryStats> {
         let mut out = Vec::new();
-        self.shared.owned.for_each(|header| {
+        self.handle.scheduler().for_each_task(|header| {
             if let Some(memory) = header.memory() {
                 let (bytes, peak_bytes) = memory.bytes();
                 out.push(TaskMemoryStats {
@@ -205,14 +213,14 @@ impl RuntimeMetrics {
     /// them, while a `Wait` or `Timeout` budget on their chain is full (with `MkGlobalAlloc`
     /// installed). They are in no run queue and use no CPU.
     pub fn tasks_held_for_memory(&self) -> usize {
-        self.shared.held.len()
+        self.handle.scheduler().num_held_tasks()
     }
 
     /// Tasks held back for memory longer than the stall threshold
     /// ([`Builder::memory_stall_threshold`](crate::Builder::memory_stall_threshold), 1 s by
     /// default), each counted once; each is also reported as a `tracing` warning.
     pub fn memory_stalls(&self) -> u64 {
-        self.shared.held.stalls()
+        self.handle.scheduler().memory_stalls()
     }
 
     /// Tasks alive on the `tokio` bridge's one thread (feature `tokio`): those spawned with
@@ -222,14 +230,12 @@ impl RuntimeMetrics {
     /// work with [`spawn`](crate::spawn) instead.
     #[cfg(feature = "tokio")]
     pub fn num_bridge_tasks(&self) -> usize {
-        self.shared.tokio.num_alive_tasks()
+        self.handle.bridge().num_alive_tasks()
     }
 
     /// Tasks spawned with [`reserve`](crate::task::Builder::reserve) still waiting for
     /// admission (never polled yet).
     pub fn tasks_awaiting_admission(&self) -> usize {
-        self.shared
-            .admitting
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.handle.memory().tasks_awaiting_admission()
     }
 }

@@ -1,24 +1,25 @@
-//! The runtime: worker threads, blocking pool and the entry points that start and stop them.
+//! The runtime: the top layer of the engine. It owns a scheduler, the memory state, the driver,
+//! the blocking pool and the tokio bridge, starts the worker threads and stops everything.
 
 mod block_on;
 mod builder;
 mod cgroup;
-pub(crate) mod handle;
+pub(crate) mod context;
+mod handle;
 mod metrics;
 
 pub use builder::Builder;
 pub use handle::{Handle, TryCurrentError};
 pub use metrics::{RuntimeMetrics, TaskMemoryStats};
 
-use crate::context;
-use crate::scheduler::Shared;
-use crate::sync::{lock_std, wait_while_for};
-use crate::task::JoinHandle;
+pub(crate) use handle::Inner;
+
+use crate::context::NO_RUNTIME;
+use crate::task_core::JoinHandle;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,8 +49,14 @@ pub struct Runtime {
 
 /// Keeps a runtime as this thread's context until dropped; see [`Runtime::enter`].
 pub struct EnterGuard<'a> {
-    _handle: context::HandleGuard,
+    _handle: context::EnterGuard,
     _runtime: PhantomData<&'a Runtime>,
+}
+
+impl fmt::Debug for EnterGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnterGuard").finish_non_exhaustive()
+    }
 }
 
 impl Runtime {
@@ -62,9 +69,9 @@ impl Runtime {
         Builder::new().build()
     }
 
-    fn from_parts(shared: Arc<Shared>, threads: Vec<thread::JoinHandle<()>>) -> Runtime {
+    fn from_parts(handle: Handle, threads: Vec<thread::JoinHandle<()>>) -> Runtime {
         Runtime {
-            handle: Handle { shared },
+            handle,
             threads,
             shut_down: false,
         }
@@ -118,7 +125,7 @@ impl Runtime {
     /// ```
     pub fn enter(&self) -> EnterGuard<'_> {
         EnterGuard {
-            _handle: context::set_handle(self.handle.clone()),
+            _handle: context::enter(&self.handle),
             _runtime: PhantomData,
         }
     }
@@ -157,16 +164,13 @@ impl Runtime {
             return;
         }
         let deadline = timeout.map(|t| Instant::now() + t);
-        let shared = &self.handle.shared;
-        shared.begin_shutdown();
+        let handle = &self.handle;
+        let scheduler = handle.scheduler();
+        scheduler.begin_shutdown();
         let me = thread::current().id();
         // Dropped from inside one of its own tasks: that worker cannot be waited for.
         let own = self.threads.iter().any(|t| t.thread().id() == me) as usize;
-        let (alive, timed_out) =
-            wait_while_for(&shared.exited, lock_std(&shared.alive), timeout, |n| {
-                *n > own
-            });
-        drop(alive);
+        let timed_out = scheduler.wait_for_workers(timeout, own);
         let all_exited = !timed_out && own == 0;
         for t in self.threads.drain(..) {
             if all_exited || t.is_finished() {
@@ -175,21 +179,18 @@ impl Runtime {
         }
         {
             // Futures dropped now may call `Handle::current` in their destructors.
-            let _ctx = context::set_handle(self.handle.clone());
-            shared.owned.close_and_shutdown_all();
-            // Held tasks were cancelled with the rest; their queued references go.
-            shared.held.drain();
-            shared.drain_injector();
+            let _ctx = context::enter(handle);
+            scheduler.shutdown_tasks();
             // Timers and sockets that outlive their tasks (held by other threads) stop waiting
             // on a driver nobody turns any more.
-            shared.driver.shutdown();
+            handle.driver().shutdown();
         }
         // Running blocking closures may use tokio-based code until they return: wait for them
         // first, then stop the bridge (the tokio resources of the dropped tasks are
         // deregistered by now). Both share what is left of the time limit.
         let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        shared.blocking.shutdown(left());
-        shared.tokio.shutdown(left());
+        handle.blocking().shutdown(left());
+        handle.bridge().shutdown(left());
     }
 }
 
@@ -229,12 +230,9 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match context::current_handle() {
+    match context::current() {
         Some(handle) => handle.spawn(future),
-        None => panic!(
-            "`spawn` called outside a memkit-async runtime: {}",
-            handle::NO_RUNTIME
-        ),
+        None => panic!("`spawn` called outside a memkit-async runtime: {NO_RUNTIME}"),
     }
 }
 
@@ -249,5 +247,5 @@ where
 /// assert_eq!(memkit_async_runtime::runtime::worker_index(), None);
 /// ```
 pub fn worker_index() -> Option<usize> {
-    context::with_worker(|w| w.map(|w| w.index))
+    crate::context::worker_index()
 }

@@ -29,10 +29,9 @@
 //! in the metrics and a `tracing` warning naming it, its budget and the budget's bytes.
 
 use crate::memory::{MkBackpressure, MkBudget};
-use crate::sync::lock_std;
-use crate::task::{memory as task_memory, Notified};
+use crate::sync::{lock_std, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use crate::task_core::{memory as task_memory, Notified};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -168,7 +167,7 @@ impl Held {
         released: &mut Vec<(Entry, Release)>,
         stalled: &mut Vec<(
             MkBudget,
-            crate::task::Id,
+            crate::task_core::Id,
             Option<std::sync::Arc<str>>,
             Duration,
         )>,
@@ -287,7 +286,7 @@ fn held_for(entry: &Entry, now: Instant) -> Duration {
     now.saturating_duration_since(first)
 }
 
-fn report_stall(budget: &MkBudget, id: crate::task::Id, name: Option<&str>, waited: Duration) {
+fn report_stall(budget: &MkBudget, id: crate::task_core::Id, name: Option<&str>, waited: Duration) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
         task.id = %id,

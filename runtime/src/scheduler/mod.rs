@@ -1,94 +1,79 @@
 //! The work-stealing scheduler: per-worker local queues with a LIFO slot, one global injector,
 //! random-victim stealing and parking of idle workers.
+//!
+//! The scheduler knows tasks (the layer below) and the driver it parks its workers in, given to
+//! it at construction; it knows nothing of the runtime that owns it. Its state (`Shared`) is
+//! private: the runtime drives it through [`Handle`], which is also what every task holds to be
+//! scheduled again.
 
 mod held;
+mod metrics;
 mod park;
 mod worker;
 
 #[cfg(all(test, loom))]
 mod loom_park;
 
-pub(crate) use worker::{run as run_worker, Core};
+pub(crate) use worker::WorkerParts;
 
-use crate::blocking::BlockingPool;
-use crate::context;
 use crate::driver::Driver;
-use crate::memory::{ChunkPool, MkBudget};
-use crate::runtime::Handle;
-use crate::sync::{lock_std, AtomicBool, Ordering};
-use crate::task::{self, Header, JoinHandle, Notified, OwnedTasks, Schedule, Task};
-use crate::tokio_bridge::TokioBridge;
+use crate::memory::MkBudget;
+use crate::sync::{lock_std, wait_while_for, AtomicBool, Ordering};
+use crate::task_core::{
+    self, Header, JoinHandle, Notified, OwnedTasks, Schedule, Task, TaskMemory,
+};
 use crossbeam_deque::{Injector, Stealer, Worker};
 use crossbeam_utils::sync::{Parker, Unparker};
 use crossbeam_utils::CachePadded;
+use metrics::WorkerMetrics;
 use park::Idle;
 use std::future::Future;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
-/// State shared by all workers and handles of one runtime.
-pub(crate) struct Shared {
-    pub(crate) injector: Injector<Notified>,
-    pub(crate) remotes: Box<[Remote]>,
-    pub(crate) idle: Idle,
-    pub(crate) owned: OwnedTasks,
+/// A reference to one scheduler, cheap to clone: what spawns onto it, what its tasks hold to be
+/// queued again, and how the runtime starts, observes and stops it.
+#[derive(Clone)]
+pub(crate) struct Handle {
+    shared: Arc<Shared>,
+}
+
+/// State shared by all workers and handles of one scheduler.
+struct Shared {
+    injector: Injector<Notified>,
+    remotes: Box<[Remote]>,
+    idle: Idle,
+    owned: OwnedTasks,
     shutdown: AtomicBool,
-    pub(crate) blocking: BlockingPool,
-    /// The root budget: the runtime's `memory_limit`.
-    pub(crate) memory: MkBudget,
-    /// Chunks for the task arenas.
-    pub(crate) pool: Arc<ChunkPool>,
-    /// Memory requests made in this runtime that are waiting in a budget queue.
-    pub(crate) memory_waiting: std::sync::atomic::AtomicUsize,
-    /// Tasks spawned with a reservation that are not admitted yet.
-    pub(crate) admitting: std::sync::atomic::AtomicUsize,
     /// Workers still running, and the condition shutdown waits on.
-    pub(crate) alive: Mutex<usize>,
-    pub(crate) exited: Condvar,
-    /// The background tokio runtime (feature `tokio`; an empty type without it).
-    pub(crate) tokio: TokioBridge,
-    /// Timers and I/O, turned by the workers.
-    pub(crate) driver: Driver,
+    alive: Mutex<usize>,
+    exited: Condvar,
+    /// Timers and I/O: an idle worker blocks in it, a busy one turns it now and then.
+    driver: Arc<Driver>,
     /// Tasks held back for memory (with `MkGlobalAlloc` installed).
-    pub(crate) held: held::Held,
+    held: held::Held,
 }
 
 /// What other threads may touch of a worker.
-pub(crate) struct Remote {
-    pub(crate) stealer: Stealer<Notified>,
+struct Remote {
+    stealer: Stealer<Notified>,
     unparker: Unparker,
-    pub(crate) metrics: CachePadded<WorkerMetrics>,
+    metrics: CachePadded<WorkerMetrics>,
 }
 
-/// Counters written only by their worker (plain load + store), read by anyone.
-#[derive(Default)]
-pub(crate) struct WorkerMetrics {
-    pub(crate) polls: AtomicU64,
-    pub(crate) steals: AtomicU64,
-    pub(crate) parks: AtomicU64,
-    pub(crate) parked: std::sync::atomic::AtomicBool,
-}
-
-/// The per-worker parts that move into each worker thread.
-pub(crate) struct WorkerParts {
-    pub(crate) local: Worker<Notified>,
-    pub(crate) parker: Parker,
-}
-
-impl Shared {
+impl Handle {
+    /// A scheduler of `workers` workers parking in `driver`, and the parts each worker thread
+    /// runs with ([`WorkerParts::run`]). A task held back for memory longer than `stall_after`
+    /// is reported once.
     pub(crate) fn new(
         workers: usize,
-        blocking: BlockingPool,
-        memory: MkBudget,
-        pool_cap: usize,
-        tokio: TokioBridge,
-        stall_after: std::time::Duration,
-    ) -> std::io::Result<(Arc<Shared>, Vec<WorkerParts>)> {
-        let driver = Driver::new()?;
+        driver: Arc<Driver>,
+        stall_after: Duration,
+    ) -> (Handle, Vec<WorkerParts>) {
         let mut parts = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
-        for _ in 0..workers {
+        for index in 0..workers {
             let local = Worker::new_fifo();
             let parker = Parker::new();
             remotes.push(Remote {
@@ -96,7 +81,11 @@ impl Shared {
                 unparker: parker.unparker().clone(),
                 metrics: CachePadded::new(WorkerMetrics::default()),
             });
-            parts.push(WorkerParts { local, parker });
+            parts.push(WorkerParts {
+                index,
+                local,
+                parker,
+            });
         }
         let shared = Arc::new(Shared {
             injector: Injector::new(),
@@ -104,26 +93,154 @@ impl Shared {
             idle: Idle::new(workers),
             owned: OwnedTasks::new(workers),
             shutdown: AtomicBool::new(false),
-            blocking,
-            memory,
-            pool: Arc::new(ChunkPool::new(workers, pool_cap)),
-            admitting: std::sync::atomic::AtomicUsize::new(0),
-            memory_waiting: std::sync::atomic::AtomicUsize::new(0),
             alive: Mutex::new(workers),
             exited: Condvar::new(),
-            tokio,
             driver,
             held: held::Held::new(stall_after),
         });
-        Ok((shared, parts))
+        (Handle { shared }, parts)
     }
 
-    pub(crate) fn is_shutdown(&self) -> bool {
-        self.shutdown.load(Ordering::Acquire)
+    /// Spawns `future` as a task with `memory` (its budget, name and heap account; `None` for
+    /// a plain task charged to the runtime's root).
+    pub(crate) fn spawn<F>(
+        &self,
+        future: F,
+        memory: Option<Box<TaskMemory>>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (task, notified, join) =
+            task_core::new_task(future, self.clone(), task_core::Id::next(), memory);
+        let bound = {
+            let _engine = crate::heap::engine();
+            self.shared.owned.bind(task)
+        };
+        match bound {
+            Ok(()) => self.schedule_here_or_remote(notified, worker::Core::schedule_back),
+            Err(task) => {
+                // The scheduler is shutting down: the task completes as cancelled.
+                drop(notified);
+                task.shutdown();
+            }
+        }
+        join
+    }
+
+    /// Queues `task` with `local` when this thread is one of this scheduler's workers, else
+    /// through the injector.
+    #[inline]
+    fn schedule_here_or_remote(&self, task: Notified, local: fn(&worker::Core, Notified)) {
+        worker::with_current(|worker| match worker {
+            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => local(w, task),
+            _ => self.shared.schedule_remote(task),
+        })
     }
 
     /// Stops the workers: each finishes its current poll, then exits.
     pub(crate) fn begin_shutdown(&self) {
+        self.shared.begin_shutdown();
+    }
+
+    /// Waits, at most `timeout` (forever if `None`), until no more than `keep` workers are
+    /// still running; `true` if it gave up first.
+    pub(crate) fn wait_for_workers(&self, timeout: Option<Duration>, keep: usize) -> bool {
+        let shared = &self.shared;
+        let (alive, timed_out) =
+            wait_while_for(&shared.exited, lock_std(&shared.alive), timeout, |n| {
+                *n > keep
+            });
+        drop(alive);
+        timed_out
+    }
+
+    /// Records a worker thread's exit (or that one was never started); shutdown waits for all
+    /// of them.
+    pub(crate) fn worker_exited(&self) {
+        *lock_std(&self.shared.alive) -= 1;
+        self.shared.exited.notify_all();
+    }
+
+    /// After shutdown: cancels every task that has not completed and drops the references left
+    /// in the injector.
+    pub(crate) fn shutdown_tasks(&self) {
+        self.shared.owned.close_and_shutdown_all();
+        // Held tasks were cancelled with the rest; their queued references go.
+        self.shared.held.drain();
+        self.shared.drain_injector();
+    }
+
+    /// Number of workers.
+    pub(crate) fn num_workers(&self) -> usize {
+        self.shared.remotes.len()
+    }
+
+    /// Tasks spawned that have not completed.
+    pub(crate) fn num_alive_tasks(&self) -> usize {
+        self.shared.owned.len()
+    }
+
+    /// Workers asleep right now.
+    pub(crate) fn num_parked_workers(&self) -> usize {
+        self.shared
+            .remotes
+            .iter()
+            .filter(|r| r.metrics.is_parked())
+            .count()
+    }
+
+    /// Counters of worker `worker`.
+    ///
+    /// # Panics
+    /// If `worker >= num_workers()`.
+    pub(crate) fn worker_metrics(&self, worker: usize) -> &WorkerMetrics {
+        &self.shared.remotes[worker].metrics
+    }
+
+    /// Tasks in worker `worker`'s local queue (the LIFO slot excluded).
+    ///
+    /// # Panics
+    /// If `worker >= num_workers()`.
+    pub(crate) fn worker_local_queue_depth(&self, worker: usize) -> usize {
+        self.shared.remotes[worker].stealer.len()
+    }
+
+    /// Schedules the held tasks that may run now.
+    pub(crate) fn serve_held(&self) {
+        self.shared
+            .held
+            .serve(|task| self.schedule_here_or_remote(task, worker::Core::schedule_back));
+    }
+
+    /// Tasks held back for memory now.
+    pub(crate) fn num_held_tasks(&self) -> usize {
+        self.shared.held.len()
+    }
+
+    /// Tasks reported as held back for memory longer than the stall threshold.
+    pub(crate) fn memory_stalls(&self) -> u64 {
+        self.shared.held.stalls()
+    }
+
+    /// Calls `f` with the header of every live task.
+    pub(crate) fn for_each_task(&self, f: impl FnMut(&Header)) {
+        self.shared.owned.for_each(f);
+    }
+
+    /// Tasks in the injector.
+    pub(crate) fn injection_queue_depth(&self) -> usize {
+        self.shared.injector.len()
+    }
+}
+
+impl Shared {
+    fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    fn begin_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         for remote in self.remotes.iter() {
             remote.unparker.unpark();
@@ -132,24 +249,24 @@ impl Shared {
     }
 
     /// Drops every queued reference left in the injector after shutdown.
-    pub(crate) fn drain_injector(&self) {
+    fn drain_injector(&self) {
         while !self.injector.is_empty() {
             drop(self.injector.steal());
         }
     }
 
-    pub(crate) fn notify_parked(&self) {
+    fn notify_parked(&self) {
         if let Some(worker) = self.idle.notify_one() {
             // Counted as awake from now on, though the OS may take a moment to run it.
             let remote = &self.remotes[worker];
-            remote.metrics.parked.store(false, Ordering::SeqCst);
+            remote.metrics.set_parked(false);
             remote.unparker.unpark();
             self.driver.unpark(worker);
         }
     }
 
     /// Anything queued anywhere? Checked by a worker after registering as a sleeper.
-    pub(crate) fn has_queued_work(&self) -> bool {
+    fn has_queued_work(&self) -> bool {
         !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
     }
 
@@ -165,74 +282,20 @@ impl Shared {
             self.drain_injector();
         }
     }
-
-    pub(crate) fn num_parked(&self) -> usize {
-        self.remotes
-            .iter()
-            .filter(|r| r.metrics.parked.load(Ordering::SeqCst))
-            .count()
-    }
-
-    /// Records a worker thread's exit; shutdown waits for all of them.
-    pub(crate) fn worker_exited(&self) {
-        *lock_std(&self.alive) -= 1;
-        self.exited.notify_all();
-    }
-}
-
-impl Handle {
-    pub(crate) fn spawn_task<F>(
-        &self,
-        future: F,
-        budget: Option<MkBudget>,
-        name: Option<std::sync::Arc<str>>,
-    ) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let memory = task::TaskMemory::needed(&budget, &name)
-            .then(|| Box::new(task::TaskMemory::new(budget, &self.shared.memory, name)));
-        let (task, notified, join) = task::new_task(future, self.clone(), task::Id::next(), memory);
-        let bound = {
-            let _engine = crate::heap::engine();
-            self.shared.owned.bind(task)
-        };
-        match bound {
-            Ok(()) => self.schedule_here_or_remote(notified, Core::schedule_back),
-            Err(task) => {
-                // The runtime is shutting down: the task completes as cancelled.
-                drop(notified);
-                task.shutdown();
-            }
-        }
-        join
-    }
-}
-
-impl Handle {
-    /// Queues `task` with `local` when this thread is one of this runtime's workers, else
-    /// through the injector.
-    #[inline]
-    fn schedule_here_or_remote(&self, task: Notified, local: fn(&Core, Notified)) {
-        context::with_worker(|worker| match worker {
-            Some(w) if Arc::ptr_eq(&w.shared, &self.shared) => local(w, task),
-            _ => self.shared.schedule_remote(task),
-        })
-    }
 }
 
 impl Schedule for Handle {
     fn schedule(&self, task: Notified) {
-        self.schedule_here_or_remote(task, Core::schedule_lifo)
+        self.schedule_here_or_remote(task, worker::Core::schedule_lifo)
     }
 
     fn yield_now(&self, task: Notified) {
-        self.schedule_here_or_remote(task, Core::schedule_back)
+        self.schedule_here_or_remote(task, worker::Core::schedule_back)
     }
 
-    fn release(&self, task: NonNull<Header>) -> Option<Task> {
-        self.shared.owned.remove(task)
+    unsafe fn release(&self, task: NonNull<Header>) -> Option<Task> {
+        // SAFETY: forwarded caller contract.
+        unsafe { self.shared.owned.remove(task) }
     }
 
     fn hold_for_memory(
@@ -252,25 +315,5 @@ impl Schedule for Handle {
         // Release it at once if the budget emptied or nothing else can release memory.
         this.serve_held();
         Ok(())
-    }
-}
-
-impl Handle {
-    /// Interrupts the wait of the worker asleep in the driver, if one is.
-    pub(crate) fn wake_driver(&self) {
-        self.shared.driver.wake();
-    }
-
-    /// Schedules the held tasks that may run now.
-    pub(crate) fn serve_held(&self) {
-        self.shared
-            .held
-            .serve(|task| self.schedule_here_or_remote(task, Core::schedule_back));
-    }
-}
-
-impl WorkerMetrics {
-    pub(crate) fn read(counter: &AtomicU64) -> u64 {
-        counter.load(Relaxed)
     }
 }

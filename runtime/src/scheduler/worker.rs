@@ -1,19 +1,20 @@
 //! A worker thread: runs tasks from its LIFO slot, its local queue, the global injector, and
 //! what it steals from others; sleeps when there is nothing anywhere.
 //!
-//! Invariant: `Core` is owned by its worker thread and never shared with another; other threads
-//! reach its queue only through the `Stealer` in `Shared::remotes`.
+//! Invariants: `Core` is owned by its worker thread and never shared with another; other
+//! threads reach its queue only through the `Stealer` in `Shared::remotes`. The thread's
+//! `CURRENT` pointer is set only by `WorkerParts::run`, to the `Core` on its stack frame, and
+//! cleared by the guard before that frame ends; it is only dereferenced on that thread.
 
-use super::Shared;
+use super::{Handle, Shared};
 use crate::context;
 use crate::heap;
 use crate::memory::heap_waiters;
-use crate::runtime::Handle;
-use crate::task::Notified;
+use crate::task_core::Notified;
 use crossbeam_deque::{Steal, Worker};
 use crossbeam_utils::sync::Parker;
 use std::cell::Cell;
-use std::sync::atomic::Ordering::Relaxed;
+use std::ptr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,17 +29,45 @@ const MAX_LIFO_POLLS: u32 = 3;
 /// How often a busy worker turns the timer and I/O driver without blocking.
 const DRIVER_INTERVAL: u32 = 61;
 
-pub(crate) struct Core {
-    pub(crate) index: usize,
-    pub(crate) shared: Arc<Shared>,
+thread_local! {
+    // Without a destructor: a plain thread-local access on every wake-up from a worker.
+    static CURRENT: Cell<*const Core> = const { Cell::new(ptr::null()) };
+}
+
+/// Runs `f` with this thread's worker, if it is one.
+#[inline]
+pub(super) fn with_current<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
+    let core = CURRENT.get();
+    // SAFETY: a non-null pointer is a live `Core` on this thread's worker frame (file invariant).
+    f(unsafe { core.as_ref() })
+}
+
+/// Clears the thread's worker pointer on drop.
+struct CurrentGuard(());
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        CURRENT.set(ptr::null());
+    }
+}
+
+/// What one worker thread runs with: its index, its local queue and its parker.
+pub(crate) struct WorkerParts {
+    pub(super) index: usize,
+    pub(super) local: Worker<Notified>,
+    pub(super) parker: Parker,
+}
+
+pub(super) struct Core {
+    index: usize,
+    pub(super) shared: Arc<Shared>,
     local: Worker<Notified>,
     lifo: Cell<Option<Notified>>,
     lifo_polls: Cell<u32>,
     searching: Cell<bool>,
     tick: Cell<u32>,
     /// Wakers of tasks that yielded: woken once this worker has turned the driver.
-    deferred: std::cell::RefCell<Vec<std::task::Waker>>,
-    /// Set while `deferred` is woken: those tasks go behind the queued ones, not first.
+    /// Set while the tasks that yielded are woken: they go behind the queued ones, not first.
     waking_deferred: Cell<bool>,
     /// When this worker last served budgets waiting for heap memory.
     waiters_served: Cell<Instant>,
@@ -46,35 +75,39 @@ pub(crate) struct Core {
     parker: Parker,
 }
 
-/// Runs worker `index` until the runtime shuts down.
-pub(crate) fn run(shared: Arc<Shared>, index: usize, local: Worker<Notified>, parker: Parker) {
-    let core = Core {
-        index,
-        shared: shared.clone(),
-        local,
-        lifo: Cell::new(None),
-        lifo_polls: Cell::new(0),
-        searching: Cell::new(false),
-        tick: Cell::new(0),
-        deferred: std::cell::RefCell::new(Vec::new()),
-        waking_deferred: Cell::new(false),
-        waiters_served: Cell::new(Instant::now()),
-        rng: Cell::new(
-            0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F),
-        ),
-        parker,
-    };
-    let root = shared.memory.account().as_ptr().as_ptr().cast_const();
-    let _handle = context::set_handle(Handle { shared });
-    let _driving = context::enter_driving();
-    let _worker = context::set_worker(&core);
-    // Heap bytes this worker charges to the runtime's root go to its own partial sum.
-    let _shard = heap::enter_worker(heap::Shard { root, index });
-    core.run();
-    // Queued references are dropped here; the tasks themselves are cancelled by the owned-task
-    // list at shutdown.
-    drop(core.lifo.take());
-    while core.local.pop().is_some() {}
+impl WorkerParts {
+    /// Runs this worker on the calling thread until `scheduler` shuts down.
+    pub(crate) fn run(self, scheduler: &Handle) {
+        let WorkerParts {
+            index,
+            local,
+            parker,
+        } = self;
+        let core = Core {
+            index,
+            shared: scheduler.shared.clone(),
+            local,
+            lifo: Cell::new(None),
+            lifo_polls: Cell::new(0),
+            searching: Cell::new(false),
+            tick: Cell::new(0),
+            waking_deferred: Cell::new(false),
+            waiters_served: Cell::new(Instant::now()),
+            rng: Cell::new(
+                0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F),
+            ),
+            parker,
+        };
+        let _driving = context::enter_driving();
+        let _index = context::enter_worker(index);
+        CURRENT.set(&core);
+        let _current = CurrentGuard(());
+        core.run();
+        // Queued references are dropped here; the tasks themselves are cancelled by the
+        // owned-task list at shutdown.
+        drop(core.lifo.take());
+        while core.local.pop().is_some() {}
+    }
 }
 
 impl Core {
@@ -86,7 +119,7 @@ impl Core {
             }
             if let Some(task) = self.next_task().or_else(|| self.steal()) {
                 self.run_task(task);
-            } else if !self.deferred.borrow().is_empty() {
+            } else if context::has_deferred() {
                 // Only tasks that yielded are left: turn the driver, then run them.
                 self.wake_deferred();
             } else {
@@ -99,10 +132,10 @@ impl Core {
     /// tasks queued already: a yielding task lets timers, I/O and every queued task go first.
     fn wake_deferred(&self) {
         self.shared.driver.turn_nonblocking();
-        if self.deferred.borrow().is_empty() {
+        if !context::has_deferred() {
             return;
         }
-        let wakers = std::mem::take(&mut *self.deferred.borrow_mut());
+        let wakers = context::take_deferred();
         self.waking_deferred.set(true);
         // A waker may be a combinator's, running its own code: no borrow is held here, and a
         // panic in one costs only its own wake-up.
@@ -110,19 +143,12 @@ impl Core {
         self.waking_deferred.set(false);
     }
 
-    /// Keeps `waker` until this worker has turned its driver (`task::yield_now` on a worker).
-    pub(crate) fn defer(&self, waker: &std::task::Waker) {
-        let _engine = heap::engine();
-        self.deferred.borrow_mut().push(waker.clone());
-    }
-
     fn run_task(&self, task: Notified) {
         if self.searching.replace(false) && self.shared.idle.transition_from_searching() {
             // We were the last one looking: hand the search on in case more work is queued.
             self.shared.notify_parked();
         }
-        let m = &self.shared.remotes[self.index].metrics;
-        m.polls.store(m.polls.load(Relaxed) + 1, Relaxed);
+        self.shared.remotes[self.index].metrics.count_poll();
         task.run();
         if self.shared.held.len() != 0 {
             // The poll may have released memory that held tasks wait for.
@@ -198,8 +224,7 @@ impl Core {
             loop {
                 match remotes[victim].stealer.steal_batch_and_pop(&self.local) {
                     Steal::Success(task) => {
-                        let m = &remotes[self.index].metrics;
-                        m.steals.store(m.steals.load(Relaxed) + 1, Relaxed);
+                        remotes[self.index].metrics.count_steal();
                         return Some(task);
                     }
                     Steal::Empty => break,
@@ -218,9 +243,10 @@ impl Core {
         if shared.held.len() != 0 {
             self.serve_held();
         }
-        // Serving may have woken tasks onto this worker (its LIFO slot or its queue): run them
-        // rather than sleep on them.
-        if !self.local.is_empty() || self.has_lifo() {
+        // A task released by either was queued on this worker (a task whose memory request
+        // was granted in the LIFO slot, a held task at the back of the local queue): run it
+        // before sleeping, since the checks below see only what other workers could steal.
+        if self.has_local_work() {
             return;
         }
         shared
@@ -232,8 +258,8 @@ impl Core {
             return;
         }
         let m = &shared.remotes[self.index].metrics;
-        m.parks.store(m.parks.load(Relaxed) + 1, Relaxed);
-        m.parked.store(true, std::sync::atomic::Ordering::SeqCst);
+        m.count_park();
+        m.set_parked(true);
         if let Some(mut poller) = shared.driver.try_lock() {
             // This worker blocks in the driver until a timer, I/O or a notification.
             // While tasks are held for memory, look again every `RECHECK`: memory freed by
@@ -243,7 +269,7 @@ impl Core {
             shared.driver.park(&mut poller, self.index, cap, || {
                 shared.idle.is_sleeping(self.index) && !shared.is_shutdown()
             });
-            m.parked.store(false, std::sync::atomic::Ordering::SeqCst);
+            m.set_parked(false);
             shared.idle.unregister_sleeper(self.index);
             // Woken tasks go to this worker's own queue, and this worker runs them: it stops
             // searching without waking another for the one task an I/O event usually brings
@@ -263,21 +289,22 @@ impl Core {
             }
             // A stale unpark token from an earlier notification: still asleep.
         }
-        m.parked.store(false, std::sync::atomic::Ordering::SeqCst);
+        m.set_parked(false);
         shared.idle.unregister_sleeper(self.index);
         self.searching.set(true);
     }
 
-    fn has_lifo(&self) -> bool {
-        let task = self.lifo.take();
-        let some = task.is_some();
-        self.lifo.set(task);
-        some
+    /// Whether this worker has a task of its own queued (the LIFO slot or the local queue).
+    fn has_local_work(&self) -> bool {
+        let lifo = self.lifo.take();
+        let queued = lifo.is_some() || !self.local.is_empty();
+        self.lifo.set(lifo);
+        queued
     }
 
     /// Queues a task woken on this worker: into the LIFO slot, so a task that just unblocked
     /// another runs next, with its data still hot in cache.
-    pub(crate) fn schedule_lifo(&self, task: Notified) {
+    pub(super) fn schedule_lifo(&self, task: Notified) {
         if self.waking_deferred.get() {
             return self.schedule_back(task);
         }
@@ -289,7 +316,7 @@ impl Core {
     }
 
     /// Queues a spawned or yielding task behind this worker's queued tasks.
-    pub(crate) fn schedule_back(&self, task: Notified) {
+    pub(super) fn schedule_back(&self, task: Notified) {
         let _engine = heap::engine();
         self.local.push(task);
         self.shared.notify_parked();

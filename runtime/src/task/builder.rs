@@ -1,42 +1,15 @@
 //! `task::Builder` and `spawn_with_budget`: spawning with a name, a byte budget, a policy and an
 //! admission reservation.
 
-use crate::memory::{Acquire, MkAllocError, MkBackpressure, MkBudget, MkBudgetGuard};
+use crate::memory::TaskBudget;
+use crate::memory::{Acquire, MkAllocError, MkBackpressure, MkBudgetGuard, RuntimeMemory};
 use crate::runtime::Handle;
-use crate::task::{self, JoinHandle};
+use crate::task_core::{self, JoinHandle};
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-/// A task's budget: a byte limit (a child of the spawner's budget) or an existing budget.
-#[derive(Clone, Debug)]
-pub enum TaskBudget {
-    /// A new child budget of this many bytes under the spawner's budget.
-    Bytes(usize),
-    /// This budget, shared with whoever else holds it.
-    Budget(MkBudget),
-}
-
-impl From<usize> for TaskBudget {
-    fn from(bytes: usize) -> TaskBudget {
-        TaskBudget::Bytes(bytes)
-    }
-}
-
-impl From<MkBudget> for TaskBudget {
-    fn from(budget: MkBudget) -> TaskBudget {
-        TaskBudget::Budget(budget)
-    }
-}
-
-impl From<&MkBudget> for TaskBudget {
-    fn from(budget: &MkBudget) -> TaskBudget {
-        TaskBudget::Budget(budget.clone())
-    }
-}
 
 /// Configures a task before spawning it.
 ///
@@ -129,7 +102,7 @@ impl Builder {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let parent = task::current_budget().unwrap_or_else(|| handle.memory_budget().clone());
+        let parent = task_core::current_budget().unwrap_or_else(|| handle.memory_budget().clone());
         let budget = match (self.budget, self.policy) {
             (Some(TaskBudget::Bytes(n)), policy) => Some(
                 parent
@@ -143,10 +116,9 @@ impl Builder {
         };
         let admission = if self.reserve > 0 {
             parent.check_fits_ever(self.reserve)?;
-            handle.shared.admitting.fetch_add(1, Ordering::SeqCst);
             Some(Admission {
                 acquire: parent.acquire_with(self.reserve, MkBackpressure::Wait),
-                handle: handle.clone(),
+                memory: handle.memory().admission_started(),
             })
         } else {
             None
@@ -157,7 +129,7 @@ impl Builder {
             reservation: None,
             future: Box::pin(future),
         };
-        Ok(handle.spawn_task(task, budget.or_else(task::current_budget), self.name))
+        Ok(handle.spawn_task(task, budget.or_else(task_core::current_budget), self.name))
     }
 }
 
@@ -205,7 +177,8 @@ pub fn name() -> Option<Arc<str>> {
 
 struct Admission {
     acquire: Acquire,
-    handle: Handle,
+    /// Counts the task as awaiting admission until it is admitted or dropped.
+    memory: Arc<RuntimeMemory>,
 }
 
 /// The spawned future: waits for admission, then runs the user's future with its name set.
@@ -229,11 +202,7 @@ impl<F: Future> Future for Prepared<F> {
                     // The reservation was checked against the limit at spawn and waits
                     // otherwise, so only an admitted guard comes back.
                     this.reservation = res.ok();
-                    admission
-                        .handle
-                        .shared
-                        .admitting
-                        .fetch_sub(1, Ordering::SeqCst);
+                    admission.memory.admission_ended();
                     this.admission = None;
                 }
             }
@@ -263,11 +232,7 @@ impl Drop for NameGuard {
 impl<F> Drop for Prepared<F> {
     fn drop(&mut self) {
         if let Some(admission) = self.admission.take() {
-            admission
-                .handle
-                .shared
-                .admitting
-                .fetch_sub(1, Ordering::SeqCst);
+            admission.memory.admission_ended();
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 /// What an [`Interval`] does when ticks were missed (the consumer was late by a whole period
 /// or more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum MissedTickBehavior {
     /// Fire the missed ticks back to back until caught up, keeping the original schedule.
     #[default]

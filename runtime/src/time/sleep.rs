@@ -3,7 +3,7 @@
 use super::driver::{Refused, TimeDriver};
 use super::wheel::Key;
 use super::{fallback, Instant};
-use crate::context;
+use crate::driver;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -107,8 +107,7 @@ impl Sleep {
 
 /// The driver of the runtime this thread runs in, or the fallback one.
 fn current_driver() -> Arc<TimeDriver> {
-    context::current_handle()
-        .map(|h| h.shared.driver.time.clone())
+    driver::with_current(|d| d.map(|d| d.time.clone()))
         .filter(|d| !d.is_shutdown())
         .unwrap_or_else(|| fallback::driver().clone())
 }
@@ -117,7 +116,7 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        crate::task::coop::poll_budgeted(cx, |cx| self.poll_elapsed(cx))
+        crate::coop::poll_budgeted(cx, |cx| self.poll_elapsed(cx))
     }
 }
 

@@ -75,7 +75,7 @@ impl<F: Future> Future for Timeout<F> {
         }
         // Outside the cooperative budget: a future that spends its whole budget each poll
         // must still time out.
-        let delay = crate::task::coop::unconstrained(Pin::new(this.delay));
+        let delay = crate::coop::unconstrained(Pin::new(this.delay));
         match std::pin::pin!(delay).poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed(()))),
             Poll::Pending => Poll::Pending,
