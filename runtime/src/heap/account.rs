@@ -25,7 +25,9 @@
 //!   alone writes; they are moved into the count by that worker, at the latest when it exits,
 //!   and the runtime holds the account until its workers have exited.
 
-use crate::sync::{AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed};
+use crate::sync::{
+    AtomicU64, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed, Ordering::SeqCst,
+};
 use crossbeam_utils::CachePadded;
 use std::ptr::{self, NonNull};
 
@@ -157,19 +159,22 @@ impl Account {
             .iter()
             .map(|s| s.load(Relaxed) as i64)
             .fold(0, i64::wrapping_add);
-        let mut count = self.count.load(Acquire);
+        // `SeqCst`, as is the credit in `apply`: a request that queues on a budget and then
+        // finds it full here, and a release that credits the budget and then finds no request
+        // queued, cannot both happen (the store-buffer pattern of `serve_if_waiting`). With
+        // `Acquire` this load may read a count from before a concurrent credit, and the
+        // request waits for a release that already came (seen under Miri's weak memory).
+        let mut count = self.count.load(SeqCst);
         loop {
             let live = bytes_of(count).wrapping_add(shards);
             let next = (live.max(0) as u64).saturating_add(bytes);
             if next > limit || next > MAX_BYTES {
                 return Err(live);
             }
-            match self.count.compare_exchange_weak(
-                count,
-                count.wrapping_add(bytes),
-                AcqRel,
-                Acquire,
-            ) {
+            match self
+                .count
+                .compare_exchange_weak(count, count.wrapping_add(bytes), SeqCst, SeqCst)
+            {
                 Ok(_) => return Ok(next as i64),
                 Err(actual) => count = actual,
             }
@@ -198,7 +203,9 @@ impl Account {
             // SAFETY: the shard's bytes move into the count; the runtime holds the account.
             return unsafe { Account::apply(this, sum, None) };
         }
-        let prev = account.count.fetch_add(delta as u64, AcqRel);
+        // `SeqCst`: the write half of the store-buffer pattern `try_charge` describes (on x86 an
+        // RMW costs the same under any ordering).
+        let prev = account.count.fetch_add(delta as u64, SeqCst);
         let next = prev.wrapping_add(delta as u64);
         if delta > 0 {
             let live = bytes_of(next);
