@@ -244,8 +244,15 @@ fn the_receiver_is_a_fused_stream() {
     with_timeout(DEADLINE, || {
         let rt = runtime(2);
         let (tx, rx) = MkAsyncChannel::bounded(3, MkBackpressure::Wait);
+        // Full before the consumer starts, so the stream also drains a channel at its bound.
+        rt.block_on(async {
+            for i in 0..3u32 {
+                tx.send(i).await.unwrap();
+            }
+        });
+        assert!(matches!(tx.try_send(3), Err(MkTrySendError::Full(3, _))));
         let producer = rt.spawn(async move {
-            for i in 0..100u32 {
+            for i in 3..100u32 {
                 tx.send(i).await.unwrap();
             }
         });

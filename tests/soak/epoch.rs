@@ -23,7 +23,9 @@ pub fn reap(pending: &mut Vec<Pending>) {
     while i < pending.len() {
         if pending[i].handle.is_finished() {
             let p = pending.swap_remove(i);
-            match p.handle.now_or_never() {
+            // Unconstrained: inside `block_on` the task's cooperative budget may be spent, and a
+            // spent budget makes even a finished handle answer `Pending`.
+            match memkit_async::task::unconstrained(p.handle).now_or_never() {
                 Some(res) => note_join(res, &p.what),
                 None => fail(format!(
                     "{}: is_finished() but awaiting the handle is still pending",
