@@ -1,5 +1,6 @@
 //! Spawning and handling tasks: [`spawn`], [`spawn_with_budget`], [`Builder`],
-//! [`spawn_blocking`], [`JoinHandle`], [`JoinSet`], [`yield_now`], the cooperative budget
+//! [`spawn_blocking`], [`JoinHandle`], [`JoinSet`], `!Send` tasks on a [`LocalSet`]
+//! ([`spawn_local`]), [`yield_now`], the cooperative budget
 //! ([`coop`]), and what a task knows about itself ([`id`], [`try_id`], [`name`]).
 //!
 //! This module is the public face of tasks; it sits above the runtime. The machinery (header,
@@ -8,6 +9,7 @@
 
 mod builder;
 mod join_set;
+mod local;
 
 /// The cooperative budget: how many operations on memkit's resources one poll of a task may
 /// complete before they return `Pending` (see [`poll_proceed`](coop::poll_proceed)).
@@ -24,3 +26,4 @@ pub use crate::runtime::spawn;
 pub use crate::task_core::{id, try_id, yield_now, AbortHandle, Id, JoinError, JoinHandle};
 pub use builder::{name, spawn_with_budget, Builder};
 pub use join_set::JoinSet;
+pub use local::{spawn_local, LocalJoinHandle, LocalSet, RunUntil};
