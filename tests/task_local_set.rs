@@ -577,7 +577,7 @@ fn spawn_local_outside_a_set_panics_naming_run_until() {
     assert!(msg.contains("LocalSet::run_until"), "{msg}");
     // Also on a runtime, outside the set's polls.
     let rt = runtime(1);
-    let msg = expect_panic(|| rt.block_on(async { task::spawn_local(async {}) }));
+    let msg = expect_panic(|| rt.block_on(async { drop(task::spawn_local(async {})) }));
     assert!(msg.contains("LocalSet::run_until"), "{msg}");
     let set = LocalSet::new();
     set.block_on(&rt, async {});
@@ -595,7 +595,7 @@ fn an_always_ready_task_leaves_the_sets_future_a_poll_every_61_task_polls() {
         let set = LocalSet::new();
         let (polls, stop) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
         let busy = set.spawn_local(always_ready(polls.clone(), stop.clone()));
-        let future_polls = set.block_on(&rt, {
+        set.block_on(&rt, {
             let stop = stop.clone();
             async move {
                 // In `block_on` a yield wakes at once: the future is ready at every poll.
@@ -605,7 +605,6 @@ fn an_always_ready_task_leaves_the_sets_future_a_poll_every_61_task_polls() {
                 stop.set(true);
             }
         });
-        let () = future_polls;
         // Ten polls of the set returned `Pending` after 61 polls of the busy task each; the
         // eleventh completed the future before polling any task.
         assert_eq!(polls.get(), 10 * POLLS_PER_TICK);
