@@ -55,6 +55,7 @@ impl ReadyQueue {
         if ids.is_empty() {
             return;
         }
+        let _engine = crate::heap::engine();
         let mut state = self.lock();
         if !state.closed {
             state.ids.extend(ids);
@@ -99,6 +100,9 @@ impl ReadyQueue {
 
     fn push(&self, id: Id) {
         let waker = {
+            // The queue is the set's, not the memory of the task whose poll wakes the local
+            // task (often a task on a worker).
+            let _engine = crate::heap::engine();
             let mut state = self.lock();
             if state.closed {
                 return;
