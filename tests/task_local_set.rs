@@ -319,6 +319,38 @@ fn a_panic_is_returned_by_its_handle_and_the_other_tasks_keep_running() {
 }
 
 #[test]
+fn a_join_waker_that_panics_costs_only_its_own_wake_up() {
+    with_timeout(DEADLINE, || {
+        struct Panicky;
+        impl std::task::Wake for Panicky {
+            fn wake(self: std::sync::Arc<Self>) {
+                panic!("join waker boom");
+            }
+        }
+        let rt = runtime(1);
+        let set = LocalSet::new();
+        let waker = std::task::Waker::from(std::sync::Arc::new(Panicky));
+        let mut handle = set.spawn_local(async {
+            task::yield_now().await;
+            4
+        });
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(std::pin::Pin::new(&mut handle).poll(&mut cx).is_pending());
+        let other = set.spawn_local(async {
+            task::yield_now().await;
+            task::yield_now().await;
+            5
+        });
+        assert_eq!(set.block_on(&rt, other).unwrap(), 5);
+        assert!(
+            handle.is_finished(),
+            "completed, its waker's panic contained"
+        );
+        assert_eq!(set.block_on(&rt, handle).unwrap(), 4);
+    });
+}
+
+#[test]
 fn a_wake_from_a_std_thread_resumes_a_local_task() {
     with_timeout(DEADLINE, || {
         let rt = runtime(1);
