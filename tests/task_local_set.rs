@@ -2,7 +2,7 @@
 //! in spawn order, with outputs, aborts, panics and cancellations delivered through their
 //! handles, wakes from other threads, every future dropped exactly once (also when the set is
 //! dropped), fairness towards the set's own future and timers, and memory charged where the set
-//! is polled.
+//! is polled (that they cannot leave their thread: `local_set_ui`).
 
 mod common;
 
@@ -810,14 +810,4 @@ fn task_locals_in_scope_around_the_set_are_visible_in_its_tasks() {
         );
         assert_eq!(seen, 7);
     });
-}
-
-#[test]
-#[cfg_attr(
-    miri,
-    ignore = "trybuild runs rustc in a child process, which Miri cannot start"
-)]
-fn local_sets_and_their_handles_cannot_leave_their_thread() {
-    let t = trybuild::TestCases::new();
-    t.compile_fail("tests/ui_local/*.rs");
 }
