@@ -129,7 +129,7 @@ impl<F: Future> TaskCell<F> {
 
 impl<F: Future> Run for TaskCell<F> {
     fn run(&self) -> Outcome {
-        let future = {
+        let mut future = {
             let mut stage = self.stage.borrow_mut();
             match std::mem::replace(&mut *stage, Stage::Running) {
                 Stage::Idle(future) => future,
@@ -144,7 +144,6 @@ impl<F: Future> Run for TaskCell<F> {
                 }
             }
         };
-        let mut future = future;
         if self.join.abort_requested() {
             self.finish(future, Err(JoinError::cancelled(self.join.id)));
             return Outcome::Finished;
