@@ -125,20 +125,25 @@ fn advance_fires_the_timers_that_come_due_and_no_others() {
     })
 }
 
-/// The instants (relative to `start`) of `n` ticks of a 10 ms interval whose consumer is 35 ms
-/// late after the first tick.
-async fn late_ticks(behavior: MissedTickBehavior, n: usize) -> Vec<Duration> {
+/// The instants (relative to `start`) of `n` ticks of a 10 ms interval whose consumer comes
+/// back `away` after the first tick.
+async fn ticks_after(behavior: MissedTickBehavior, away: Duration, n: usize) -> Vec<Duration> {
     let start = Instant::now();
     let mut ticks = interval(10 * MS);
     ticks.set_missed_tick_behavior(behavior);
     let mut seen = vec![ticks.tick().await - start];
-    time::advance(35 * MS).await;
+    time::advance(away).await;
     for _ in 1..n {
         let at = ticks.tick().await;
         assert!(at <= Instant::now(), "a tick is never returned early");
         seen.push(at - start);
     }
     seen
+}
+
+/// The same, 35 ms away: three ticks (10, 20, 30) are missed.
+async fn late_ticks(behavior: MissedTickBehavior, n: usize) -> Vec<Duration> {
+    ticks_after(behavior, 35 * MS, n).await
 }
 
 fn ms(list: &[u64]) -> Vec<Duration> {
@@ -202,6 +207,40 @@ fn interval_skip_drops_the_missed_ticks() {
                 ms(&[0, 10, 40, 50])
             );
             assert_eq!(Instant::now() - start, 50 * MS);
+        });
+    })
+}
+
+#[test]
+fn a_tick_counts_as_missed_once_more_than_5_ms_late() {
+    with_timeout(DEADLINE, || {
+        paused(2).block_on(async {
+            for behavior in [
+                MissedTickBehavior::Burst,
+                MissedTickBehavior::Delay,
+                MissedTickBehavior::Skip,
+            ] {
+                // The tick due at 10 is taken at 15: on time, for every behavior.
+                assert_eq!(
+                    ticks_after(behavior, 15 * MS, 4).await,
+                    ms(&[0, 10, 20, 30]),
+                    "{behavior:?}"
+                );
+            }
+            // Taken at 16, it is missed: only `Delay` moves the schedule (Burst and Skip have
+            // no tick to catch up or drop).
+            assert_eq!(
+                ticks_after(MissedTickBehavior::Delay, 16 * MS, 4).await,
+                ms(&[0, 10, 26, 36])
+            );
+            assert_eq!(
+                ticks_after(MissedTickBehavior::Burst, 16 * MS, 4).await,
+                ms(&[0, 10, 20, 30])
+            );
+            assert_eq!(
+                ticks_after(MissedTickBehavior::Skip, 16 * MS, 4).await,
+                ms(&[0, 10, 20, 30])
+            );
         });
     })
 }
