@@ -125,6 +125,31 @@ fn advance_fires_the_timers_that_come_due_and_no_others() {
     })
 }
 
+#[test]
+fn advance_on_a_worker_runs_the_woken_tasks_before_its_caller() {
+    with_timeout(DEADLINE, || {
+        // One worker: the sleeper can only run when the advancing task yields to it.
+        let rt = paused(1);
+        rt.block_on(async {
+            spawn(async {
+                let start = Instant::now();
+                let woke = Arc::new(Mutex::new(None));
+                let w = woke.clone();
+                spawn(async move {
+                    sleep(5 * SEC).await;
+                    *w.lock().unwrap() = Some(Instant::now() - start);
+                });
+                // Lets the sleeper register its timer.
+                memkit_async::task::yield_now().await;
+                time::advance(5 * SEC).await;
+                assert_eq!(*woke.lock().unwrap(), Some(5 * SEC));
+            })
+            .await
+            .unwrap();
+        });
+    })
+}
+
 /// The instants (relative to `start`) of `n` ticks of a 10 ms interval whose consumer comes
 /// back `away` after the first tick.
 async fn ticks_after(behavior: MissedTickBehavior, away: Duration, n: usize) -> Vec<Duration> {
