@@ -70,7 +70,7 @@ fn memkit_sleeps(rt: &memkit_async::Runtime) -> Vec<u64> {
             .map(|i| {
                 memkit_async::spawn(async move {
                     let deadline = Instant::now() + duration_of(i);
-                    memkit_async::time::sleep_until(deadline).await;
+                    memkit_async::time::sleep_until(deadline.into()).await;
                     Instant::now()
                         .saturating_duration_since(deadline)
                         .as_micros() as u64

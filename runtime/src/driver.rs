@@ -46,6 +46,13 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Driver>) -> R) -> R {
     f(current.as_deref())
 }
 
+/// Now on the clock of the runtime this thread runs in, if any.
+pub(crate) fn current_now() -> Option<std::time::Instant> {
+    CURRENT
+        .try_with(|c| c.borrow().as_ref().map(|d| d.time.now()))
+        .unwrap_or(None)
+}
+
 /// Restores the previously current driver on drop.
 pub(crate) struct CurrentGuard(Option<Arc<Driver>>);
 
@@ -74,11 +81,15 @@ pub(crate) struct Poller {
 }
 
 impl Driver {
-    pub(crate) fn new() -> io::Result<Driver> {
+    /// A driver whose clock runs, or starts paused (`start_paused`).
+    pub(crate) fn new(start_paused: bool) -> io::Result<Driver> {
         let poll = mio::Poll::new()?;
         let io = Arc::new(Reactor::new(poll.registry().try_clone()?)?);
         let to_wake = io.clone();
-        let time = Arc::new(TimeDriver::new(Box::new(move || to_wake.wake())));
+        let time = Arc::new(TimeDriver::new(
+            Box::new(move || to_wake.wake()),
+            start_paused,
+        ));
         Ok(Driver {
             time,
             io,
@@ -104,6 +115,11 @@ impl Driver {
     /// Worker `index`, registered as a sleeper, blocks until the next timer, I/O event or
     /// wake-up (or for at most `cap`), unless `still_sleeping` says it was woken already (then
     /// it only polls).
+    ///
+    /// With the clock paused, timers never come due by waiting: the worker blocks until woken
+    /// (or `cap`), unless `runtime_idle` says the whole runtime has nothing to do and nothing
+    /// holds auto-advance off. Then, if no I/O is ready either, the clock jumps to the next
+    /// timer's deadline and the worker does not block.
     /// The caller then leaves the sleeper list and calls [`dispatch`](Self::dispatch).
     pub(crate) fn park(
         &self,
@@ -111,15 +127,27 @@ impl Driver {
         index: usize,
         cap: Option<Duration>,
         still_sleeping: impl FnOnce() -> bool,
+        runtime_idle: impl FnOnce() -> bool,
     ) {
         self.holder.store(index, SeqCst);
-        let timeout = if still_sleeping() {
+        let timeout = if !still_sleeping() {
+            Some(Duration::ZERO)
+        } else if self.time.is_paused() {
+            if self.time.can_auto_advance() && runtime_idle() {
+                self.poll(poller, Some(Duration::ZERO));
+                if !poller.events.is_empty() || self.time.auto_advance() {
+                    self.holder.store(NO_HOLDER, SeqCst);
+                    return;
+                }
+            }
+            // No timer, or someone may still act: sleep until woken. The last of those to
+            // stop acting wakes this worker to look again.
+            cap
+        } else {
             match (self.time.sleep_timeout(), cap) {
                 (Some(t), Some(c)) => Some(t.min(c)),
                 (t, c) => t.or(c),
             }
-        } else {
-            Some(Duration::ZERO)
         };
         self.poll(poller, timeout);
         self.holder.store(NO_HOLDER, SeqCst);

@@ -8,12 +8,13 @@ use super::weak::MkWeakSender;
 use futures_sink::Sink;
 use memkit_async_runtime::memory::{MkAllocError, MkBudget};
 use memkit_async_runtime::task::coop;
+use memkit_async_runtime::time::Instant;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The sending half of an [`MkAsyncChannel`](super::MkAsyncChannel). Clone it for more
 /// producers; the receiver's stream ends once every sender is dropped (or closed as a `Sink`)

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use std::time::Instant as StdInstant;
 
 /// hyper's timers (header-read timeouts, keep-alive pings, pool idle timeouts) on the runtime's
 /// timer wheel: one millisecond resolution, cancelled in O(1) when dropped, reset in place.
@@ -37,14 +38,14 @@ impl hyper::rt::Timer for MkTimer {
         Box::pin(MkSleep(time::sleep(duration)))
     }
 
-    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(MkSleep(time::sleep_until(deadline)))
+    fn sleep_until(&self, deadline: StdInstant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(MkSleep(time::sleep_until(Instant::from_std(deadline))))
     }
 
-    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: Instant) {
+    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: StdInstant) {
         match sleep.as_mut().downcast_mut_pin::<MkSleep>() {
             // Moves the timer in place: no new allocation per request.
-            Some(mut ours) => ours.0.reset(new_deadline),
+            Some(mut ours) => ours.0.reset(Instant::from_std(new_deadline)),
             None => *sleep = self.sleep_until(new_deadline),
         }
     }

@@ -11,12 +11,11 @@ use super::entry::Reservation;
 use super::{MkAsyncPool, MkPoolError, MkPoolGuard};
 use crate::semaphore::{MkSemaphoreAcquire, MkSemaphoreError, MkSemaphorePermit};
 use memkit_async_runtime::memory::{Acquire, MkAllocError, MkBackpressure};
-use memkit_async_runtime::time::{sleep_until, Sleep};
+use memkit_async_runtime::time::{sleep_until, Instant, Sleep};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 /// The future returned by [`MkAsyncPool::acquire`]: an object, or why none was given.
 ///

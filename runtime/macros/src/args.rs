@@ -1,18 +1,20 @@
-//! The attribute arguments: `worker_threads = N`, `memory_limit = EXPR`, `crate = "path"`.
+//! The attribute arguments: `worker_threads = N`, `memory_limit = EXPR`, `start_paused = BOOL`,
+//! `crate = "path"`.
 
 use proc_macro2::TokenStream;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Error, Expr, ExprLit, Ident, Lit, LitInt, Path, Result, Token};
+use syn::{Error, Expr, ExprLit, Ident, Lit, LitBool, LitInt, Path, Result, Token};
 
-const ACCEPTED: &str = "expected one of `worker_threads`, `memory_limit`, `crate`";
+const ACCEPTED: &str = "expected one of `worker_threads`, `memory_limit`, `start_paused`, `crate`";
 
 /// The runtime settings the attribute asked for; `None` keeps the builder's default.
 #[derive(Default)]
 pub(crate) struct Config {
     pub(crate) worker_threads: Option<LitInt>,
     pub(crate) memory_limit: Option<MemoryLimit>,
+    pub(crate) start_paused: Option<LitBool>,
     pub(crate) crate_path: Option<Path>,
 }
 
@@ -62,7 +64,10 @@ pub(crate) fn parse(args: TokenStream) -> (Config, Option<Error>) {
     let mut seen: Vec<String> = Vec::new();
     for Arg { name, value } in parsed {
         let key = name.unraw().to_string();
-        if !matches!(key.as_str(), "worker_threads" | "memory_limit" | "crate") {
+        if !matches!(
+            key.as_str(),
+            "worker_threads" | "memory_limit" | "start_paused" | "crate"
+        ) {
             errors.push(Error::new(name.span(), unknown(&key)));
             continue;
         }
@@ -84,6 +89,7 @@ pub(crate) fn parse(args: TokenStream) -> (Config, Option<Error>) {
         let applied = match key.as_str() {
             "worker_threads" => worker_threads(&value).map(|n| config.worker_threads = Some(n)),
             "memory_limit" => memory_limit(value).map(|m| config.memory_limit = Some(m)),
+            "start_paused" => start_paused(&value).map(|b| config.start_paused = Some(b)),
             _ => crate_path(&value).map(|p| config.crate_path = Some(p)),
         };
         if let Err(e) = applied {
@@ -108,6 +114,7 @@ fn example(key: &str) -> &'static str {
     match key {
         "worker_threads" => "`worker_threads = 4`",
         "memory_limit" => "`memory_limit = 512 << 20` or `memory_limit = \"auto\"`",
+        "start_paused" => "`start_paused = true`",
         _ => "`crate = \"memkit_async\"`",
     }
 }
@@ -150,6 +157,19 @@ fn worker_threads(value: &Expr) -> Result<LitInt> {
             "`worker_threads` must be at least 1",
         )),
         n => Ok(LitInt::new(&format!("{n}usize"), int.span())),
+    }
+}
+
+/// A literal, so a typo fails the build.
+fn start_paused(value: &Expr) -> Result<LitBool> {
+    match ungroup(value) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b.clone()),
+        _ => Err(Error::new_spanned(
+            value,
+            "`start_paused` must be `true` or `false`, e.g. `start_paused = true`",
+        )),
     }
 }
 
@@ -210,6 +230,7 @@ mod tests {
         let config = ok(quote!());
         assert!(config.worker_threads.is_none());
         assert!(config.memory_limit.is_none());
+        assert!(config.start_paused.is_none());
         assert!(config.crate_path.is_none());
     }
 
@@ -218,8 +239,10 @@ mod tests {
         let config = ok(quote!(
             worker_threads = 4u8,
             memory_limit = 512 << 20,
+            start_paused = true,
             crate = "my::rt",
         ));
+        assert!(config.start_paused.as_ref().unwrap().value);
         assert_eq!(config.worker_threads.unwrap().to_string(), "4usize");
         assert_eq!(
             match config.memory_limit.unwrap() {
@@ -252,6 +275,14 @@ mod tests {
         assert!(msg.contains(ACCEPTED), "{msg}");
         assert!(msg.contains("duplicate argument `worker_threads`"), "{msg}");
         assert!(err(quote!(flavor = "current_thread")).contains("worker_threads = 1"));
+    }
+
+    #[test]
+    fn start_paused_is_a_bool_literal() {
+        assert!(!ok(quote!(start_paused = false)).start_paused.unwrap().value);
+        assert!(err(quote!(start_paused = "yes")).contains("must be `true` or `false`"));
+        assert!(err(quote!(start_paused = 1)).contains("must be `true` or `false`"));
+        assert!(err(quote!(start_paused)).contains("`start_paused = true`"));
     }
 
     #[test]

@@ -108,6 +108,11 @@ fn generate(kind: Kind, config: &Config, func: AsyncFn, failed: bool) -> TokenSt
         }
     });
 
+    let start_paused = config
+        .start_paused
+        .as_ref()
+        .map(|b| quote_spanned!(b.span()=> .start_paused(#b)));
+
     // Spanning the runtime call from the start to the end of the last statement makes a
     // mismatch between the body's value and the declared return type underline that
     // statement, as it would without the attribute.
@@ -147,6 +152,7 @@ fn generate(kind: Kind, config: &Config, func: AsyncFn, failed: bool) -> TokenSt
             return #builder
                 #worker_threads
                 #memory_limit
+                #start_paused
                 .build()
                 .expect("failed to build the memkit-async runtime")
                 .block_on(#fut);

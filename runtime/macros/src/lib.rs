@@ -37,6 +37,9 @@ use crate::expand::{expand, Kind};
 /// - `worker_threads = N`: the number of worker threads, an integer literal of at least 1
 ///   (default: the available parallelism).
 /// - `memory_limit = EXPR`: the runtime's root byte budget, any `usize` expression.
+/// - `start_paused = true`: the runtime's clock starts paused (`Builder::start_paused`), so
+///   timers come due as soon as the runtime has nothing else to do and `time::advance` moves
+///   the clock; for tests.
 /// - `crate = "path"`: where to find memkit-async when it is re-exported under another
 ///   name (default: `::memkit_async`).
 ///
@@ -79,7 +82,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Use it as `#[memkit_async::test]` instead of `#[test]`: it adds `#[test]` itself, so
 /// other test attributes such as `#[should_panic]` or `#[ignore]` still apply. The test may
 /// return anything `#[test]` accepts, such as `Result<(), E>`. It takes the same arguments
-/// as [`macro@main`]: `worker_threads`, `memory_limit` and `crate`.
+/// as [`macro@main`]: `worker_threads`, `memory_limit`, `start_paused` and `crate`.
 ///
 /// ```ignore
 /// #[memkit_async::test]
@@ -92,6 +95,13 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     let n = memkit_async::spawn(async { 3 }).await.map_err(|e| e.to_string())?;
 ///     assert_eq!(n, 3);
 ///     Ok(())
+/// }
+///
+/// #[memkit_async::test(start_paused = true)]
+/// async fn an_hour_in_no_time() {
+///     let start = memkit_async::time::Instant::now();
+///     memkit_async::time::sleep(std::time::Duration::from_secs(3600)).await;
+///     assert_eq!(start.elapsed(), std::time::Duration::from_secs(3600));
 /// }
 /// ```
 ///

@@ -8,6 +8,7 @@
 use crate::runtime::{context, Handle};
 use crate::sync::{lock_std as lock, wait_while_for};
 use crate::task_core::{self as task, Header, JoinHandle, Notified, Schedule, Task};
+use crate::time::InhibitAutoAdvance;
 use crate::unwind;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -43,9 +44,15 @@ struct Inner {
     config: PoolConfig,
 }
 
+/// A queued blocking closure; it holds a paused clock's auto-advance off until it has run.
+struct Queued {
+    task: Notified,
+    _hold: InhibitAutoAdvance,
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Notified>,
+    queue: VecDeque<Queued>,
     threads: HashMap<usize, thread::JoinHandle<()>>,
     /// Threads that take work: a thread leaves this count, under the lock, as it decides to
     /// exit, so `push` never counts on a thread that will not come back for the queue.
@@ -128,7 +135,10 @@ impl BlockingPool {
             task.shutdown();
             return;
         }
-        state.queue.push_back(task);
+        state.queue.push_back(Queued {
+            task,
+            _hold: InhibitAutoAdvance::new(handle.driver().time.clone()),
+        });
         if state.num_idle > state.notified {
             state.notified += 1;
             drop(state);
@@ -148,10 +158,10 @@ impl BlockingPool {
             }
             Err(_) if state.num_threads == 0 => {
                 // No thread exists to run it: fail the task rather than queue it forever.
-                let task = state.queue.pop_back();
+                let queued = state.queue.pop_back();
                 drop(state);
-                if let Some(task) = task {
-                    task.shutdown();
+                if let Some(queued) = queued {
+                    queued.task.shutdown();
                 }
             }
             // An existing thread will reach the task.
@@ -177,14 +187,14 @@ impl BlockingPool {
     /// Cancels queued closures, then waits up to `timeout` (forever if `None`) for the running
     /// ones; `true` if every thread exited and was joined.
     pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> bool {
-        let queued: Vec<Notified> = {
+        let queued: Vec<Queued> = {
             let mut state = lock(&self.inner.state);
             state.shutdown = true;
             state.queue.drain(..).collect()
         };
         self.inner.work.notify_all();
-        for task in queued {
-            task.shutdown();
+        for queued in queued {
+            queued.task.shutdown();
         }
         let me = thread::current().id();
         let state = lock(&self.inner.state);
@@ -266,7 +276,7 @@ impl Inner {
     /// could not be started: queued closures that no other thread will reach fail (their
     /// handles resolve as cancelled) rather than wait for the next `spawn_blocking`.
     fn start_failed(&self, id: usize) {
-        let orphans: Vec<Notified> = {
+        let orphans: Vec<Queued> = {
             let mut state = lock(&self.state);
             state.num_threads -= 1;
             // Exiting early: nobody will join this thread, so detach it.
@@ -277,17 +287,19 @@ impl Inner {
                 Vec::new()
             }
         };
-        for task in orphans {
-            task.shutdown();
+        for queued in orphans {
+            queued.task.shutdown();
         }
     }
 
     fn work_loop(&self, id: usize) {
         let mut state = lock(&self.state);
         loop {
-            while let Some(task) = state.queue.pop_front() {
+            while let Some(Queued { task, _hold: hold }) = state.queue.pop_front() {
                 drop(state);
+                // The hold ends after the run, which wakes whoever awaits the closure first.
                 task.run();
+                drop(hold);
                 state = lock(&self.state);
             }
             if state.shutdown {

@@ -1,21 +1,52 @@
 //! Driving one future on the calling thread.
+//!
+//! While its future is being polled or has been woken, the thread holds auto-advance of a
+//! paused clock off: the clock must not jump to the next timer while the future may still act.
+//! The waker takes over that hold for the thread when it wakes it from its sleep, before the
+//! thread runs, so the count never drops to zero between a wake-up and the poll it causes.
 
 use super::{context, Handle};
+use crate::time::{InhibitAutoAdvance, TimeDriver};
 use crossbeam_utils::sync::{Parker, Unparker};
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-struct ThreadWaker(Unparker);
+/// The thread is polling its future (and holds auto-advance off).
+const POLLING: u8 = 0;
+/// Woken while polling, or woken from its sleep (with a hold taken over by the waker).
+const NOTIFIED: u8 = 1;
+/// Asleep, holding nothing.
+const IDLE: u8 = 2;
+
+struct ThreadWaker {
+    unparker: Unparker,
+    state: AtomicU8,
+    time: Arc<TimeDriver>,
+}
+
+impl ThreadWaker {
+    fn notify(&self) {
+        // Held before the thread can see the notification, handed to it if it was asleep.
+        let hold = InhibitAutoAdvance::new(self.time.clone());
+        if self.state.swap(NOTIFIED, SeqCst) == IDLE {
+            std::mem::forget(hold);
+        } else {
+            drop(hold);
+        }
+        self.unparker.unpark();
+    }
+}
 
 impl Wake for ThreadWaker {
     fn wake(self: Arc<Self>) {
-        self.0.unpark();
+        self.notify();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
+        self.notify();
     }
 }
 
@@ -25,17 +56,38 @@ pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
     let _handle = context::enter(handle);
     let _tokio = handle.bridge().enter();
     let parker = Parker::new();
-    let waker = Waker::from(Arc::new(ThreadWaker(parker.unparker().clone())));
+    let time = handle.driver().time.clone();
+    let thread = Arc::new(ThreadWaker {
+        unparker: parker.unparker().clone(),
+        state: AtomicU8::new(POLLING),
+        time: time.clone(),
+    });
+    let mut hold = Some(InhibitAutoAdvance::new(time.clone()));
+    let waker = Waker::from(thread.clone());
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     loop {
+        thread.state.store(POLLING, SeqCst);
         // Each turn gets a cooperative budget, as a task's poll does.
         let budget = crate::coop::start_poll();
         if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
             return out;
         }
         drop(budget);
-        // Sleeps until woken; an unpark that raced ahead of us makes this return at once.
-        parker.park();
+        if thread
+            .state
+            .compare_exchange(POLLING, IDLE, SeqCst, SeqCst)
+            .is_err()
+        {
+            // Woken during the poll: poll again at once, still holding.
+            continue;
+        }
+        drop(hold.take());
+        // Sleeps until woken; an unpark that raced ahead of us makes this return at once, and
+        // a stale one leaves the state idle.
+        while thread.state.load(SeqCst) == IDLE {
+            parker.park();
+        }
+        hold = Some(InhibitAutoAdvance::adopt(time.clone()));
     }
 }

@@ -40,6 +40,7 @@ pub struct Builder {
     memory_policy: MkBackpressure,
     chunk_pool_cap: usize,
     memory_stall_threshold: Duration,
+    start_paused: bool,
 }
 
 impl Default for Builder {
@@ -64,6 +65,7 @@ impl Builder {
             memory_policy: MkBackpressure::Wait,
             chunk_pool_cap: 32 << 20,
             memory_stall_threshold: Duration::from_secs(1),
+            start_paused: false,
         }
     }
 
@@ -176,6 +178,14 @@ impl Builder {
         self
     }
 
+    /// Starts the runtime with its clock paused, as if [`time::pause`](crate::time::pause) were
+    /// called first (for tests: timers come due as soon as the runtime has nothing else to do,
+    /// and [`time::advance`](crate::time::advance) moves the clock). Default `false`.
+    pub fn start_paused(&mut self, paused: bool) -> &mut Self {
+        self.start_paused = paused;
+        self
+    }
+
     /// Starts the runtime's worker threads.
     ///
     /// # Errors
@@ -209,7 +219,7 @@ impl Builder {
         let root =
             MkBudget::runtime_root(self.memory_limit.resolve()?, self.memory_policy, workers);
         let bridge = TokioBridge::start()?;
-        let driver = Arc::new(Driver::new()?);
+        let driver = Arc::new(Driver::new(self.start_paused)?);
         let (scheduler, parts) =
             scheduler::Handle::new(workers, driver.clone(), self.memory_stall_threshold);
         let handle = Handle::new(Inner {
@@ -330,6 +340,7 @@ impl fmt::Debug for Builder {
             .field("thread_keep_alive", &self.thread_keep_alive)
             .field("memory_limit", &self.memory_limit)
             .field("memory_policy", &self.memory_policy)
+            .field("start_paused", &self.start_paused)
             .finish_non_exhaustive()
     }
 }

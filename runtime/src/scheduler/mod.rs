@@ -270,6 +270,12 @@ impl Shared {
         !self.injector.is_empty() || self.remotes.iter().any(|r| !r.stealer.is_empty())
     }
 
+    /// Every worker asleep and nothing queued: whether a paused clock may jump to the next
+    /// timer.
+    fn is_idle(&self) -> bool {
+        self.idle.all_sleeping() && !self.has_queued_work()
+    }
+
     fn schedule_remote(&self, task: Notified) {
         {
             // The injector's blocks are the runtime's memory, not the waking task's.

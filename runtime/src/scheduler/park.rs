@@ -75,6 +75,12 @@ impl Idle {
         lock(&self.sleepers).contains(&worker)
     }
 
+    /// Whether every worker is on the sleeper list (read after registering as a sleeper: of
+    /// two workers registering at once, at least one sees the other).
+    pub(crate) fn all_sleeping(&self) -> bool {
+        self.num_sleeping.load(SeqCst) == self.num_workers
+    }
+
     /// Picks a sleeper to wake for newly queued work, if one is needed.
     pub(crate) fn notify_one(&self) -> Option<usize> {
         fence(SeqCst);

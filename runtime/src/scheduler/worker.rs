@@ -266,9 +266,13 @@ impl Core {
             // threads outside the runtime reaches no worker otherwise.
             let cap =
                 (shared.held.len() != 0 || heap_waiters::any()).then_some(super::held::RECHECK);
-            shared.driver.park(&mut poller, self.index, cap, || {
-                shared.idle.is_sleeping(self.index) && !shared.is_shutdown()
-            });
+            shared.driver.park(
+                &mut poller,
+                self.index,
+                cap,
+                || shared.idle.is_sleeping(self.index) && !shared.is_shutdown(),
+                || shared.is_idle(),
+            );
             m.set_parked(false);
             shared.idle.unregister_sleeper(self.index);
             // Woken tasks go to this worker's own queue, and this worker runs them: it stops
@@ -281,6 +285,11 @@ impl Core {
             }
             self.searching.set(false);
             return;
+        }
+        if shared.driver.time.can_auto_advance() && shared.is_idle() {
+            // This worker is the last to go idle under a paused clock: the one blocked in the
+            // driver looks again and moves the clock to the next timer.
+            shared.driver.wake();
         }
         loop {
             self.parker.park();

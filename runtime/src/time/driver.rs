@@ -6,12 +6,14 @@
 //! runtime (plain threads, other executors) timers use the process-wide fallback driver of
 //! [`fallback`](super::fallback), turned by a thread of its own.
 
+use super::clock::{Clock, ClockError};
 use super::wheel::{Key, Wheel};
+use super::Instant;
 use crate::sync::lock_std;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant as StdInstant};
 
 /// Wakers fired per lock hold: firing happens outside the lock, in batches.
 const FIRE_BATCH: usize = 64;
@@ -32,7 +34,7 @@ struct State {
 }
 
 pub(crate) struct TimeDriver {
-    start: Instant,
+    clock: Clock,
     state: Mutex<State>,
     shutdown: AtomicBool,
     /// The earliest deadline registered (`u64::MAX`: none); may be stale-early after a
@@ -43,9 +45,11 @@ pub(crate) struct TimeDriver {
 }
 
 impl TimeDriver {
-    pub(crate) fn new(unpark: Box<dyn Fn() + Send + Sync>) -> TimeDriver {
+    /// A driver whose clock runs, or starts paused (`start_paused`); `unpark` wakes whoever
+    /// sleeps on it.
+    pub(crate) fn new(unpark: Box<dyn Fn() + Send + Sync>, start_paused: bool) -> TimeDriver {
         TimeDriver {
-            start: Instant::now(),
+            clock: Clock::new(start_paused),
             state: Mutex::new(State {
                 wheel: Wheel::new(),
                 sleeping_until: None,
@@ -60,16 +64,72 @@ impl TimeDriver {
         self.shutdown.load(Ordering::Acquire)
     }
 
+    /// Now, on this driver's clock.
+    pub(crate) fn now(&self) -> StdInstant {
+        self.clock.now()
+    }
+
+    /// Whether the clock is paused.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.clock.is_paused()
+    }
+
+    /// Pauses the clock.
+    pub(crate) fn pause(&self) -> Result<(), ClockError> {
+        self.clock.pause()?;
+        // A sleeper blocked until a real deadline wakes and sleeps again as a paused one.
+        (self.unpark)();
+        Ok(())
+    }
+
+    /// Lets the clock run again from where it was paused.
+    pub(crate) fn resume(&self) -> Result<(), ClockError> {
+        self.clock.resume()?;
+        // The sleeper may be blocked with no deadline, as paused timers never come due.
+        (self.unpark)();
+        Ok(())
+    }
+
+    /// Moves the paused clock forward by `by` and fires the timers now due.
+    pub(crate) fn advance(&self, by: Duration) -> Result<(), ClockError> {
+        self.clock.advance(by)?;
+        self.process();
+        Ok(())
+    }
+
+    /// Moves the paused clock to the next timer's deadline, if the runtime may (nothing holds
+    /// auto-advance off); `false` if there is no timer to move to.
+    pub(crate) fn auto_advance(&self) -> bool {
+        let Some(next) = lock_std(&self.state).wheel.next_deadline() else {
+            return false;
+        };
+        if let Some(at) = self.clock.start().checked_add(Duration::from_millis(next)) {
+            self.clock.advance_to(at);
+        }
+        true
+    }
+
+    /// Whether the clock is paused and nothing holds auto-advance off.
+    pub(crate) fn can_auto_advance(&self) -> bool {
+        self.clock.can_auto_advance()
+    }
+
     /// `instant` as a tick, rounded up so a timer never fires before its deadline.
     fn deadline_tick(&self, instant: Instant) -> u64 {
-        let since = instant.saturating_duration_since(self.start);
+        let since = instant
+            .into_std()
+            .saturating_duration_since(self.clock.start());
         let ms = since.as_millis() + u128::from(since.subsec_nanos() % 1_000_000 != 0);
         u64::try_from(ms).unwrap_or(u64::MAX)
     }
 
-    /// Milliseconds elapsed since the driver started, rounded down.
+    /// Milliseconds elapsed on the clock since the driver started, rounded down.
     fn now_tick(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        let since = self
+            .clock
+            .now()
+            .saturating_duration_since(self.clock.start());
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Registers `waker` to be woken at `deadline`.
@@ -186,5 +246,33 @@ impl TimeDriver {
             state.wheel.drain(&mut wakers);
         }
         crate::unwind::wake_all(wakers);
+    }
+}
+
+/// Holds auto-advance of a paused clock off while it lives: a `block_on` thread that is not
+/// waiting, or a blocking closure queued or running, may still register a timer or wake a task,
+/// so the clock must not jump ahead of it. Dropping the last one wakes the driver's sleeper to
+/// look again.
+pub(crate) struct InhibitAutoAdvance {
+    driver: Arc<TimeDriver>,
+}
+
+impl InhibitAutoAdvance {
+    pub(crate) fn new(driver: Arc<TimeDriver>) -> InhibitAutoAdvance {
+        driver.clock.add_inhibitor();
+        InhibitAutoAdvance { driver }
+    }
+
+    /// Takes over a count added with `new` and given up with `mem::forget`.
+    pub(crate) fn adopt(driver: Arc<TimeDriver>) -> InhibitAutoAdvance {
+        InhibitAutoAdvance { driver }
+    }
+}
+
+impl Drop for InhibitAutoAdvance {
+    fn drop(&mut self) {
+        if self.driver.clock.remove_inhibitor() && self.driver.clock.is_paused() {
+            (self.driver.unpark)();
+        }
     }
 }

@@ -16,11 +16,15 @@ pub(crate) fn driver() -> &'static Arc<TimeDriver> {
     DRIVER.get_or_init(|| {
         let thread: Arc<OnceLock<Thread>> = Arc::new(OnceLock::new());
         let to_wake = thread.clone();
-        let driver = Arc::new(TimeDriver::new(Box::new(move || {
-            if let Some(t) = to_wake.get() {
-                t.unpark();
-            }
-        })));
+        // Outside any runtime the clock is the system's and is never paused.
+        let driver = Arc::new(TimeDriver::new(
+            Box::new(move || {
+                if let Some(t) = to_wake.get() {
+                    t.unpark();
+                }
+            }),
+            false,
+        ));
         let turned = driver.clone();
         // Without the thread no deadline would ever fire, which would turn every timeout into
         // an unbounded wait: failing loudly here is the only honest option.

@@ -6,8 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// What an [`Interval`] does when ticks were missed (the consumer was late by a whole period
-/// or more).
+/// What an [`Interval`] does when a tick was missed: taken more than 5 ms after it was due (the rule of tokio's intervals too, so ported code ticks at the same instants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum MissedTickBehavior {
@@ -20,6 +19,10 @@ pub enum MissedTickBehavior {
     /// still in the future.
     Skip,
 }
+
+/// How late a tick may be taken before it counts as missed: a little scheduling delay is not a
+/// missed tick, so `Delay` does not drift by it.
+const MISSED_AFTER: Duration = Duration::from_millis(5);
 
 impl MissedTickBehavior {
     fn next(self, scheduled: Instant, now: Instant, period: Duration) -> Instant {
@@ -104,7 +107,7 @@ impl Interval {
         }
         let scheduled = self.delay.deadline();
         let now = Instant::now();
-        let next = if now.saturating_duration_since(scheduled) >= self.period {
+        let next = if now.saturating_duration_since(scheduled) > MISSED_AFTER {
             self.missed.next(scheduled, now, self.period)
         } else {
             add(scheduled, self.period)

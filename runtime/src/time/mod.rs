@@ -10,9 +10,12 @@
 //! timeouts need): there a process-wide fallback thread drives a wheel of its own, started on
 //! first use and asleep when no timer is pending.
 //!
-//! [`Instant`] is [`std::time::Instant`] and [`Duration`] is [`std::time::Duration`]: deadlines
-//! are plain monotonic instants, re-exported here so `use memkit_async::time::{Duration,
-//! Instant}` works as `tokio::time`'s does.
+//! Each runtime has its own clock. It is the system's monotonic clock until a test pauses it
+//! ([`pause`], [`Builder::start_paused`](crate::runtime::Builder::start_paused)); from then on it
+//! moves only by [`advance`], or jumps to the next timer by itself when the runtime has nothing
+//! else to do, so tests of timeouts and intervals run in no real time and see exact instants.
+//! [`Instant`] reads that clock (the system's outside any runtime); every deadline in the crate
+//! is an `Instant`. [`Duration`] is [`std::time::Duration`].
 //!
 //! ```
 //! use memkit_async_runtime::time::{sleep, Duration, Instant};
@@ -24,15 +27,20 @@
 //! # });
 //! ```
 
+mod clock;
 mod driver;
 mod fallback;
+mod instant;
 mod interval;
+mod pause;
 mod sleep;
 mod timeout;
 mod wheel;
 
-pub(crate) use driver::TimeDriver;
+pub(crate) use driver::{InhibitAutoAdvance, TimeDriver};
+pub use instant::Instant;
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};
+pub use pause::{advance, pause, resume};
 pub use sleep::{sleep, sleep_until, Sleep};
-pub use std::time::{Duration, Instant};
+pub use std::time::Duration;
 pub use timeout::{timeout, timeout_at, Elapsed, Timeout};

@@ -16,8 +16,10 @@ use std::time::Duration;
 /// after the deadline, never before it. A duration too large to add to the current instant
 /// (such as `Duration::MAX`) is clamped to about 30 years, which never overflows.
 ///
-/// Inside a runtime the runtime's workers fire the timer; elsewhere (a plain thread, another
-/// executor) the process-wide fallback timer thread does.
+/// Inside a runtime the runtime's workers fire the timer, on the runtime's clock: while it is
+/// paused (see [`pause`](super::pause)) the sleep completes when [`advance`](super::advance)
+/// or auto-advance moves the clock past its deadline. Elsewhere (a plain thread, another
+/// executor) the process-wide fallback timer thread fires it, on the system's clock.
 ///
 /// ```
 /// use std::time::{Duration, Instant};

@@ -16,12 +16,11 @@ use super::{MkBackpressure, MkBudget, MkBudgetGuard};
 use crate::memory::{MkAllocError, RuntimeMemory};
 use crate::sync::{lock, Mutex};
 use crate::task_core::{self, Id};
-use crate::time::{sleep_until, Sleep};
+use crate::time::{sleep_until, Instant, Sleep};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
