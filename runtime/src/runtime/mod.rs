@@ -1,6 +1,7 @@
 //! The runtime: the top layer of the engine. It owns a scheduler, the memory state, the driver,
 //! the blocking pool and the tokio bridge, starts the worker threads and stops everything.
 
+mod block_in_place;
 mod block_on;
 mod builder;
 mod cgroup;
@@ -9,6 +10,7 @@ mod handle;
 mod metrics;
 mod threads;
 
+pub use block_in_place::block_in_place;
 pub use builder::Builder;
 pub use handle::{Handle, TryCurrentError};
 pub use metrics::{RuntimeMetrics, TaskMemoryStats};
