@@ -296,6 +296,32 @@ fn an_always_ready_task_does_not_starve_a_timer() {
 }
 
 #[test]
+fn an_always_ready_block_on_future_does_not_starve_the_tasks() {
+    with_timeout(DEADLINE, || {
+        let rt = rt();
+        let rounds = rt.block_on(async {
+            let ran = Arc::new(AtomicBool::new(false));
+            {
+                let ran = ran.clone();
+                memkit_async::spawn(async move { ran.store(true, SeqCst) });
+            }
+            // Never waits for anything but the cooperative budget: the task must still run.
+            let (tx, mut rx) = MkAsyncChannel::<u32>::unbounded();
+            let mut rounds = 0u64;
+            while !ran.load(SeqCst) {
+                tx.send(1).await.unwrap();
+                rx.recv().await.unwrap();
+                rounds += 1;
+            }
+            rounds
+        });
+        // 64 round trips spend the 128 units of the first poll; the 65th send returns
+        // `Pending`, the task runs, and the 65th round trip completes in the next poll.
+        assert_eq!(rounds, 65);
+    });
+}
+
+#[test]
 fn block_on_inside_block_on_or_a_task_is_a_clear_error() {
     with_timeout(DEADLINE, || {
         let rt = Arc::new(rt());
@@ -337,11 +363,16 @@ fn tasks_spawned_before_block_on_run_during_it() {
             assert!(h.is_finished());
         }
         // Tasks left queued by one `block_on` run in the next.
+        // The handle is returned on purpose: it is awaited by the next `block_on`.
+        #[allow(clippy::async_yields_async)]
         let later = rt.block_on(async {
-            memkit_async::spawn(async {
+            let later = memkit_async::spawn(async {
                 yield_now().await;
                 9
-            })
+            });
+            // Let it start and yield: it stays queued on the worker when this `block_on` ends.
+            yield_now().await;
+            later
         });
         assert_eq!(rt.block_on(later).unwrap(), 9);
     });

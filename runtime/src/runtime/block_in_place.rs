@@ -63,8 +63,9 @@ where
             scheduler::take_back(parts);
         }
     }
-    // This thread no longer runs other tasks: it may block on futures inside `f`.
-    let _not_driving = crate::context::suspend_driving();
+    // A thread that runs no other tasks (any more) may block on futures inside `f`; a worker
+    // that kept its role (no thread could start) may not.
+    let _not_driving = (!scheduler::on_worker()).then(crate::context::suspend_driving);
     f()
 }
 

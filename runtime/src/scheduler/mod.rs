@@ -16,7 +16,7 @@ mod worker;
 mod loom_park;
 
 pub(crate) use current_thread::MainWaker;
-pub(crate) use worker::{hand_off, on_current_thread_worker, take_back, WorkerParts};
+pub(crate) use worker::{hand_off, on_current_thread_worker, on_worker, take_back, WorkerParts};
 
 use crate::driver::Driver;
 use crate::memory::MkBudget;

@@ -227,8 +227,8 @@ pub(super) fn run_loop<T>(mut main: Option<&mut impl FnMut() -> Poll<T>>) -> (St
                 if let Poll::Ready(out) = main() {
                     return (Stop::MainReady, Some(out));
                 }
-                // One task between two polls of `main`, whichever keeps waking.
-                continue;
+                // On to one task at least before `main` is polled again, however often it
+                // wakes itself: neither starves the other.
             }
         }
         if core.tick.get() % DRIVER_INTERVAL == 0 {
@@ -288,6 +288,11 @@ pub(crate) fn take_back(parts: WorkerParts) {
     for waker in &deferred {
         context::defer(waker);
     }
+}
+
+/// Whether this thread is a worker (it has a worker's state installed).
+pub(crate) fn on_worker() -> bool {
+    with_current(|core| core.is_some())
 }
 
 /// Whether this thread is the worker of a current-thread scheduler.
