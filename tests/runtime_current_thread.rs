@@ -415,6 +415,45 @@ fn dropping_the_runtime_drops_pending_tasks_and_their_bytes() {
 }
 
 #[test]
+fn dropping_the_runtime_inside_its_own_block_on() {
+    with_timeout(DEADLINE, || {
+        let rt = rt();
+        let handle = rt.handle().clone();
+        let drops = Counter::new();
+        let guard = DropCount(drops.clone());
+        let pending = rt.spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        });
+        let cancelled = handle.block_on(async move {
+            // Started and queued again on this thread's worker.
+            yield_now().await;
+            drop(rt);
+            pending.await.unwrap_err().is_cancelled()
+        });
+        assert!(cancelled);
+        assert_eq!(drops.get(), 1);
+        // After shutdown a `block_on` still polls its own future.
+        assert_eq!(handle.block_on(async { 4 }), 4);
+    });
+}
+
+#[test]
+fn an_idle_block_on_sleeps_in_the_driver() {
+    with_timeout(DEADLINE, || {
+        let rt = rt();
+        rt.block_on(sleep(Duration::from_millis(50)));
+        let m = rt.metrics();
+        // It slept until the timer was due, instead of turning the loop meanwhile; a loop that
+        // spins would count thousands of turns here.
+        let parks = m.worker_park_count(0);
+        assert!((1..=3).contains(&parks), "{parks} parks");
+        assert_eq!(m.worker_poll_count(0), 0);
+        assert_eq!(m.num_parked_workers(), 0);
+    });
+}
+
+#[test]
 fn spawn_blocking_runs_on_the_pool() {
     with_timeout(DEADLINE, || {
         let rt = rt();

@@ -16,7 +16,7 @@ use crate::sync::{lock_std, Ordering::SeqCst};
 use crossbeam_utils::sync::Unparker;
 use std::sync::Arc;
 use std::task::{Poll, Wake, Waker};
-use std::thread::{self, ThreadId};
+use std::thread;
 
 /// The waker of a `block_on` future: wakes the thread however it waits, in the worker loop (as
 /// a sleeping worker) or on its own parker (while another thread runs the worker).
@@ -107,15 +107,26 @@ impl Handle {
         }
     }
 
-    /// Keeps the worker for the next `block_on` and wakes the threads waiting for it.
+    /// Keeps the worker for the next `block_on` and wakes the threads waiting for it; after
+    /// shutdown (which may have run from inside this `block_on`), drops its queued references
+    /// instead, as nobody will run them.
     fn put_core(&self, parts: WorkerParts) {
-        let waiters: Vec<(ThreadId, Unparker)> = {
+        let (waiters, drained) = {
             let mut alive = lock_std(&self.shared.alive);
-            alive.idle_core = Some(parts);
+            let drained = if self.shared.is_shutdown() {
+                Some(parts)
+            } else {
+                alive.idle_core = Some(parts);
+                None
+            };
             alive.running -= 1;
-            std::mem::take(&mut alive.core_waiters)
+            (std::mem::take(&mut alive.core_waiters), drained)
         };
         self.shared.exited.notify_all();
+        if let Some(parts) = drained {
+            let (core, _deferred) = parts.into_core(self);
+            core.drain();
+        }
         for (_, waiter) in waiters {
             waiter.unpark();
         }
