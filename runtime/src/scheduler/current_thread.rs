@@ -41,8 +41,10 @@ impl Wake for MainWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        // Set, then notify: the worker re-checks the flag after registering as a sleeper.
-        self.shared.main_woken.store(true, SeqCst);
+        // Set, then notify: the worker re-checks the flag after registering as a sleeper. An
+        // RMW rather than a store, so the write is ordered after the worker's last
+        // `swap(false)` (the loom model finds a lost wake-up with a plain store).
+        self.shared.main_woken.swap(true, SeqCst);
         self.shared.notify_parked();
         self.thread.unpark();
     }
