@@ -530,3 +530,48 @@ fn each_runtime_has_its_own_clock() {
         assert!(real.into_std() <= std::time::Instant::now());
     })
 }
+
+#[memkit_async::test(flavor = "current_thread", start_paused = true)]
+async fn a_current_thread_test_sleeps_an_hour_on_the_paused_clock() {
+    let start = Instant::now();
+    let thread = std::thread::current().id();
+    let sleeper = spawn(async move {
+        sleep(Duration::from_secs(3600)).await;
+        (Instant::now() - start, std::thread::current().id())
+    });
+    sleep(Duration::from_secs(60)).await;
+    assert_eq!(Instant::now() - start, Duration::from_secs(60));
+    assert_eq!(
+        sleeper.await.unwrap(),
+        (Duration::from_secs(3600), thread),
+        "the task woke at its deadline, on the block_on thread"
+    );
+}
+
+#[test]
+fn auto_advance_on_a_current_thread_runtime_with_many_tasks() {
+    with_timeout(DEADLINE, || {
+        let rt = Builder::new_current_thread()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let woke = rt.block_on(async {
+            let start = Instant::now();
+            let tasks: Vec<_> = (1..=5u64)
+                .map(|id| {
+                    spawn(async move {
+                        sleep(Duration::from_secs(10 * id)).await;
+                        Instant::now() - start
+                    })
+                })
+                .collect();
+            let mut woke = Vec::new();
+            for t in tasks {
+                woke.push(t.await.unwrap());
+            }
+            woke
+        });
+        let expected: Vec<_> = (1..=5u64).map(|id| Duration::from_secs(10 * id)).collect();
+        assert_eq!(woke, expected);
+    })
+}

@@ -68,6 +68,17 @@ pub(crate) fn enter_worker(index: usize) -> WorkerGuard {
     WorkerGuard(WORKER_INDEX.replace(index))
 }
 
+/// Stops being a worker (its role went to another thread); the guard of `enter_worker` still
+/// restores the index it replaced.
+pub(crate) fn leave_worker() {
+    WORKER_INDEX.set(NOT_A_WORKER);
+}
+
+/// Becomes worker `index` again after `leave_worker`.
+pub(crate) fn rejoin_worker(index: usize) {
+    WORKER_INDEX.set(index);
+}
+
 /// Restores the previous worker index on drop.
 pub(crate) struct WorkerGuard(usize);
 
@@ -93,6 +104,21 @@ pub(crate) fn enter_driving() -> DrivingGuard {
         );
     }
     DrivingGuard(())
+}
+
+/// Lets the thread block on futures again until dropped (it stopped being a worker for
+/// `block_in_place`, or is a `block_on` thread running a blocking closure).
+pub(crate) fn suspend_driving() -> Suspended {
+    Suspended(DRIVING.replace(false))
+}
+
+/// Restores the driving mark on drop.
+pub(crate) struct Suspended(bool);
+
+impl Drop for Suspended {
+    fn drop(&mut self) {
+        DRIVING.set(self.0);
+    }
 }
 
 impl Drop for DrivingGuard {

@@ -1,21 +1,32 @@
-//! The attribute arguments: `worker_threads = N`, `memory_limit = EXPR`, `start_paused = BOOL`,
+//! The attribute arguments: `flavor = "..."`, `worker_threads = N`, `memory_limit = EXPR`,
+//! `start_paused = BOOL`,
 //! `crate = "path"`.
 
 use proc_macro2::TokenStream;
+use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{Error, Expr, ExprLit, Ident, Lit, LitBool, LitInt, Path, Result, Token};
 
-const ACCEPTED: &str = "expected one of `worker_threads`, `memory_limit`, `start_paused`, `crate`";
+const ACCEPTED: &str =
+    "expected one of `flavor`, `worker_threads`, `memory_limit`, `start_paused`, `crate`";
 
 /// The runtime settings the attribute asked for; `None` keeps the builder's default.
 #[derive(Default)]
 pub(crate) struct Config {
+    pub(crate) flavor: Option<Flavor>,
     pub(crate) worker_threads: Option<LitInt>,
     pub(crate) memory_limit: Option<MemoryLimit>,
     pub(crate) start_paused: Option<LitBool>,
     pub(crate) crate_path: Option<Path>,
+}
+
+/// `flavor = "current_thread"` or `flavor = "multi_thread"`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Flavor {
+    CurrentThread,
+    MultiThread,
 }
 
 /// `memory_limit = BYTES`, or `memory_limit = "auto"` for a share of the container's limit.
@@ -66,7 +77,7 @@ pub(crate) fn parse(args: TokenStream) -> (Config, Option<Error>) {
         let key = name.unraw().to_string();
         if !matches!(
             key.as_str(),
-            "worker_threads" | "memory_limit" | "start_paused" | "crate"
+            "flavor" | "worker_threads" | "memory_limit" | "start_paused" | "crate"
         ) {
             errors.push(Error::new(name.span(), unknown(&key)));
             continue;
@@ -87,6 +98,7 @@ pub(crate) fn parse(args: TokenStream) -> (Config, Option<Error>) {
             continue;
         };
         let applied = match key.as_str() {
+            "flavor" => flavor(&value).map(|f| config.flavor = Some(f)),
             "worker_threads" => worker_threads(&value).map(|n| config.worker_threads = Some(n)),
             "memory_limit" => memory_limit(value).map(|m| config.memory_limit = Some(m)),
             "start_paused" => start_paused(&value).map(|b| config.start_paused = Some(b)),
@@ -96,22 +108,46 @@ pub(crate) fn parse(args: TokenStream) -> (Config, Option<Error>) {
             errors.push(e);
         }
     }
+    if let (Some(Flavor::CurrentThread), Some(n)) = (config.flavor, &config.worker_threads) {
+        errors.push(Error::new(
+            n.span(),
+            "`worker_threads` is not allowed with `flavor = \"current_thread\"`: that runtime \
+             runs every task on the thread that calls it; remove `worker_threads`, or use \
+             `flavor = \"multi_thread\"`",
+        ));
+    }
     (config, errors.0)
 }
 
 fn unknown(key: &str) -> String {
-    if key == "flavor" {
-        // The usual leftover when porting from `#[tokio::main(flavor = "current_thread")]`.
-        return format!(
-            "unknown argument `flavor`: memkit-async has one multi-threaded runtime, \
-             use `worker_threads = 1` for a single worker; {ACCEPTED}"
-        );
-    }
     format!("unknown argument `{key}`; {ACCEPTED}")
+}
+
+fn flavor(value: &Expr) -> Result<Flavor> {
+    let msg = |got: &str| {
+        format!(
+            "`flavor = {got}`: expected `\"current_thread\"` (every task on the calling thread) \
+             or `\"multi_thread\"` (worker threads, the default)"
+        )
+    };
+    match ungroup(value) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => match s.value().as_str() {
+            "current_thread" => Ok(Flavor::CurrentThread),
+            "multi_thread" => Ok(Flavor::MultiThread),
+            other => Err(Error::new(s.span(), msg(&format!("\"{other}\"")))),
+        },
+        other => Err(Error::new_spanned(
+            value,
+            msg(&other.to_token_stream().to_string()),
+        )),
+    }
 }
 
 fn example(key: &str) -> &'static str {
     match key {
+        "flavor" => "`flavor = \"current_thread\"`",
         "worker_threads" => "`worker_threads = 4`",
         "memory_limit" => "`memory_limit = 512 << 20` or `memory_limit = \"auto\"`",
         "start_paused" => "`start_paused = true`",
@@ -274,7 +310,21 @@ mod tests {
         assert!(msg.contains("unknown argument `threads`"), "{msg}");
         assert!(msg.contains(ACCEPTED), "{msg}");
         assert!(msg.contains("duplicate argument `worker_threads`"), "{msg}");
-        assert!(err(quote!(flavor = "current_thread")).contains("worker_threads = 1"));
+        assert!(err(quote!(flavor = "local")).contains("expected `\"current_thread\"`"));
+        assert!(err(quote!(flavor = current_thread)).contains("`flavor = current_thread`"));
+        assert!(err(quote!(flavor = "current_thread", worker_threads = 2))
+            .contains("`worker_threads` is not allowed with `flavor = \"current_thread\"`"));
+    }
+
+    #[test]
+    fn flavors() {
+        assert_eq!(
+            ok(quote!(flavor = "current_thread")).flavor,
+            Some(Flavor::CurrentThread)
+        );
+        let multi = ok(quote!(flavor = "multi_thread", worker_threads = 2));
+        assert_eq!(multi.flavor, Some(Flavor::MultiThread));
+        assert_eq!(multi.worker_threads.unwrap().to_string(), "2usize");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Error, ReturnType};
 
-use crate::args::{self, Config, Errors, MemoryLimit, AUTO_FRACTION};
+use crate::args::{self, Config, Errors, Flavor, MemoryLimit, AUTO_FRACTION};
 use crate::item::AsyncFn;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -117,9 +117,14 @@ fn generate(kind: Kind, config: &Config, func: AsyncFn, failed: bool) -> TokenSt
     // mismatch between the body's value and the declared return type underline that
     // statement, as it would without the attribute.
     let (start, end) = last_stmt_spans(&body);
+    let new = match config.flavor {
+        Some(Flavor::CurrentThread) => "new_current_thread",
+        Some(Flavor::MultiThread) | None => "new",
+    };
+    let new = Ident::new(new, start);
     let builder = match &config.crate_path {
-        Some(path) => quote!(#path::runtime::Builder::new()),
-        None => quote_spanned!(start=> ::memkit_async::runtime::Builder::new()),
+        Some(path) => quote!(#path::runtime::Builder::#new()),
+        None => quote_spanned!(start=> ::memkit_async::runtime::Builder::#new()),
     };
     // Mixed-site hygiene: a user variable or argument named `body` cannot clash with ours.
     let fut = Ident::new("body", Span::mixed_site().located_at(end));
@@ -237,6 +242,23 @@ mod tests {
         assert!(
             out.contains(
                 "rt :: runtime :: Builder :: new () . worker_threads (2usize) . memory_limit (1 << 20) . build ()"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn current_thread_flavor() {
+        let out = render(
+            Kind::Test,
+            quote!(flavor = "current_thread", memory_limit = 1 << 20),
+            quote!(
+                async fn t() {}
+            ),
+        );
+        assert!(
+            out.contains(
+                ":: memkit_async :: runtime :: Builder :: new_current_thread () . memory_limit (1 << 20) . build ()"
             ),
             "{out}"
         );

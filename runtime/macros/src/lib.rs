@@ -34,6 +34,9 @@ use crate::expand::{expand, Kind};
 ///
 /// All optional, in any order, each at most once:
 ///
+/// - `flavor = "current_thread"`: a runtime with no worker threads, whose tasks all run on
+///   the thread of the function (`Builder::new_current_thread`); `flavor = "multi_thread"`
+///   (the default) keeps the work-stealing workers.
 /// - `worker_threads = N`: the number of worker threads, an integer literal of at least 1
 ///   (default: the available parallelism).
 /// - `memory_limit = EXPR`: the runtime's root byte budget, any `usize` expression.
@@ -82,7 +85,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Use it as `#[memkit_async::test]` instead of `#[test]`: it adds `#[test]` itself, so
 /// other test attributes such as `#[should_panic]` or `#[ignore]` still apply. The test may
 /// return anything `#[test]` accepts, such as `Result<(), E>`. It takes the same arguments
-/// as [`macro@main`]: `worker_threads`, `memory_limit`, `start_paused` and `crate`.
+/// as [`macro@main`]: `flavor`, `worker_threads`, `memory_limit`, `start_paused` and `crate`.
 ///
 /// ```ignore
 /// #[memkit_async::test]

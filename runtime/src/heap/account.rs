@@ -324,6 +324,11 @@ impl Shard {
         index: 0,
     };
 
+    /// Whether `self` and `other` name the same partial sum.
+    pub(crate) fn same(self, other: Shard) -> bool {
+        ptr::eq(self.root, other.root) && self.index == other.index
+    }
+
     #[inline(always)]
     fn of(self, account: NonNull<Account>) -> Option<usize> {
         (ptr::eq(self.root, account.as_ptr())).then_some(self.index)

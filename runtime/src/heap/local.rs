@@ -269,9 +269,30 @@ pub(crate) fn enter_worker(shard: Shard) -> WorkerShard {
     WorkerShard(shard)
 }
 
+/// Stops writing the partial sums of the worker this thread was (its role went to another
+/// thread, `block_in_place`); returns the shard for [`rejoin_worker`]. Allocations stay
+/// charged to the current account, through the root's shared count.
+pub(crate) fn leave_worker() -> Shard {
+    with_local(|l| {
+        l.flush();
+        l.shard.replace(Shard::NONE)
+    })
+    .unwrap_or(Shard::NONE)
+}
+
+/// Writes `shard`'s partial sums again, after [`leave_worker`].
+pub(crate) fn rejoin_worker(shard: Shard) {
+    let _ = with_local(|l| l.set_shard(shard));
+}
+
 impl Drop for WorkerShard {
     fn drop(&mut self) {
-        let _ = with_local(|l| l.shard.set(Shard::NONE));
+        let left = with_local(|l| l.shard.replace(Shard::NONE));
+        // A thread that left its worker's role (`leave_worker`) writes its shard no more: the
+        // thread that took the role over spills it.
+        if !left.is_some_and(|s| s.same(self.0)) {
+            return;
+        }
         if let Some(root) = NonNull::new(self.0.root.cast_mut()) {
             // SAFETY: this thread was worker `index` of the runtime that holds `root`, and the
             // runtime holds it until its workers have exited.

@@ -18,7 +18,9 @@ pub use global::MkGlobalAlloc;
 
 pub(crate) use account::{Account, AccountRef, Shard, MAX_BYTES};
 pub(crate) use global::{installed, release_retained};
-pub(crate) use local::{engine, enter_worker, exempt, Scope};
+pub(crate) use local::{
+    engine, enter_worker, exempt, leave_worker, rejoin_worker, Scope, WorkerShard,
+};
 
 /// Heap bytes allocated outside any memkit task (on plain threads, before `main`, by the
 /// runtime's own bookkeeping outside polls) and still live, process-wide, with

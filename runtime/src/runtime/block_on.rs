@@ -1,15 +1,19 @@
-//! Driving one future on the calling thread.
+//! Driving one future on the calling thread: on a multi-thread runtime beside the workers, on a
+//! current-thread runtime as its worker.
 //!
-//! While its future is being polled or has been woken, the thread holds auto-advance of a
-//! paused clock off: the clock must not jump to the next timer while the future may still act.
-//! The waker takes over that hold for the thread when it wakes it from its sleep, before the
-//! thread runs, so the count never drops to zero between a wake-up and the poll it causes.
+//! Beside the workers, while its future is being polled or has been woken, the thread holds
+//! auto-advance of a paused clock off: the clock must not jump to the next timer while the
+//! future may still act. The waker takes over that hold for the thread when it wakes it from its
+//! sleep, before the thread runs, so the count never drops to zero between a wake-up and the
+//! poll it causes. As the current-thread runtime's worker, the thread is counted as a worker.
 
+use super::threads::enter_heap_shard;
 use super::{context, Handle};
+use crate::scheduler::MainWaker;
 use crate::time::{InhibitAutoAdvance, TimeDriver};
 use crossbeam_utils::sync::{Parker, Unparker};
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -56,6 +60,10 @@ pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
     let _handle = context::enter(handle);
     let _tokio = handle.bridge().enter();
     let parker = Parker::new();
+    let mut future = pin!(future);
+    if handle.scheduler().is_current_thread() {
+        return current_thread(handle, &parker, future);
+    }
     let time = handle.driver().time.clone();
     let thread = Arc::new(ThreadWaker {
         unparker: parker.unparker().clone(),
@@ -65,15 +73,11 @@ pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
     let mut hold = Some(InhibitAutoAdvance::new(time.clone()));
     let waker = Waker::from(thread.clone());
     let mut cx = Context::from_waker(&waker);
-    let mut future = pin!(future);
     loop {
         thread.state.store(POLLING, SeqCst);
-        // Each turn gets a cooperative budget, as a task's poll does.
-        let budget = crate::coop::start_poll();
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+        if let Poll::Ready(out) = poll_once(future.as_mut(), &mut cx) {
             return out;
         }
-        drop(budget);
         if thread
             .state
             .compare_exchange(POLLING, IDLE, SeqCst, SeqCst)
@@ -89,5 +93,40 @@ pub(crate) fn block_on<F: Future>(handle: &Handle, future: F) -> F::Output {
             parker.park();
         }
         hold = Some(InhibitAutoAdvance::adopt(time.clone()));
+    }
+}
+
+/// One poll, with a cooperative budget as a task's poll has.
+fn poll_once<F: Future>(future: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    let _budget = crate::coop::start_poll();
+    future.poll(cx)
+}
+
+/// Runs the current-thread scheduler's worker on this thread until `future` is ready; while
+/// another thread runs it, polls `future` alone and takes the worker over once it is free.
+fn current_thread<F: Future>(
+    handle: &Handle,
+    parker: &Parker,
+    mut future: Pin<&mut F>,
+) -> F::Output {
+    let scheduler = handle.scheduler();
+    let unparker = parker.unparker();
+    let waker = MainWaker::waker(scheduler, unparker.clone());
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        let driven = scheduler.drive(
+            unparker,
+            |index| enter_heap_shard(handle, index),
+            || poll_once(future.as_mut(), &mut cx),
+        );
+        if let Some(out) = driven {
+            return out;
+        }
+        // Another thread runs the worker, or the runtime shut down: poll here, and try the
+        // worker again when woken.
+        if let Poll::Ready(out) = poll_once(future.as_mut(), &mut cx) {
+            return out;
+        }
+        parker.park();
     }
 }

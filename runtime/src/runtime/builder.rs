@@ -1,19 +1,17 @@
 //! `Builder`: configures and starts a runtime.
 
-use super::{context, Handle, Inner, Runtime};
+use super::threads::{Callback, ThreadConfig, WorkerThreads};
+use super::{Handle, Inner, Runtime};
 use crate::blocking::{BlockingPool, PoolConfig};
 use crate::driver::Driver;
-use crate::heap;
 use crate::memory::{MkBackpressure, MkBudget, RuntimeMemory};
-use crate::scheduler::{self, WorkerParts};
+use crate::scheduler;
 use crate::tokio_bridge::TokioBridge;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
-
-type Callback = Arc<dyn Fn() + Send + Sync>;
 
 /// Configures a [`Runtime`]. Methods take and return `&mut Self`, so calls chain.
 ///
@@ -29,6 +27,7 @@ type Callback = Arc<dyn Fn() + Send + Sync>;
 /// assert_eq!(rt.metrics().num_workers(), 2);
 /// ```
 pub struct Builder {
+    flavor: Flavor,
     worker_threads: Option<usize>,
     thread_name: Arc<dyn Fn() -> String + Send + Sync>,
     thread_stack_size: Option<usize>,
@@ -54,6 +53,7 @@ impl Builder {
     /// `memkit-worker`, up to 512 blocking threads kept alive 10 s when idle.
     pub fn new() -> Builder {
         Builder {
+            flavor: Flavor::MultiThread,
             worker_threads: None,
             thread_name: Arc::new(|| "memkit-worker".to_string()),
             thread_stack_size: None,
@@ -74,8 +74,31 @@ impl Builder {
         Builder::new()
     }
 
+    /// A builder of a current-thread runtime: no worker threads of its own; every task runs on
+    /// the thread that calls [`Runtime::block_on`], which runs the spawned tasks in turn with
+    /// its own future (fairly, under the same cooperative budget) and sleeps in the timer and
+    /// I/O driver when nothing is ready. Tasks spawned while no `block_on` runs wait for the
+    /// next one. Budgets, arenas, heap accounting, the memory limit, timers, sockets and
+    /// [`spawn_blocking`](crate::spawn_blocking) (still on the blocking pool) work as on the
+    /// multi-thread runtime; [`block_in_place`](crate::task::block_in_place) panics.
+    ///
+    /// ```
+    /// let rt = memkit_async_runtime::Builder::new_current_thread().build().unwrap();
+    /// let here = std::thread::current().id();
+    /// let there = rt.block_on(async {
+    ///     memkit_async_runtime::spawn(async { std::thread::current().id() }).await.unwrap()
+    /// });
+    /// assert_eq!(here, there);
+    /// assert_eq!(rt.metrics().num_workers(), 1);
+    /// ```
+    pub fn new_current_thread() -> Builder {
+        let mut builder = Builder::new();
+        builder.flavor = Flavor::CurrentThread;
+        builder
+    }
+
     /// Number of worker threads that run async tasks. Default: available parallelism.
-    /// `build` rejects 0.
+    /// `build` rejects 0. A current-thread runtime has no worker threads and ignores it.
     pub fn worker_threads(&mut self, n: usize) -> &mut Self {
         self.worker_threads = Some(n);
         self
@@ -193,8 +216,10 @@ impl Builder {
     /// `InvalidInput` for a zero worker or blocking thread count; the OS error if a thread
     /// cannot be started (threads already started are stopped and joined first).
     pub fn build(&mut self) -> io::Result<Runtime> {
+        let current_thread = self.flavor == Flavor::CurrentThread;
         let workers =
             match self.worker_threads {
+                _ if current_thread => 1,
                 Some(0) => return Err(invalid(
                     "worker_threads(0): a runtime needs at least 1 worker thread; pass 1 or more, \
                      or leave it unset for one per CPU",
@@ -220,79 +245,46 @@ impl Builder {
             MkBudget::runtime_root(self.memory_limit.resolve()?, self.memory_policy, workers);
         let bridge = TokioBridge::start()?;
         let driver = Arc::new(Driver::new(self.start_paused)?);
-        let (scheduler, parts) =
-            scheduler::Handle::new(workers, driver.clone(), self.memory_stall_threshold);
+        let (scheduler, parts) = if current_thread {
+            let scheduler =
+                scheduler::Handle::new_current_thread(driver.clone(), self.memory_stall_threshold);
+            (scheduler, Vec::new())
+        } else {
+            scheduler::Handle::new(workers, driver.clone(), self.memory_stall_threshold)
+        };
         let handle = Handle::new(Inner {
             scheduler,
             memory: RuntimeMemory::new(root, workers, self.chunk_pool_cap),
             driver,
             blocking,
             bridge,
+            threads: WorkerThreads::new(ThreadConfig {
+                name: self.thread_name.clone(),
+                stack_size: self.thread_stack_size,
+                on_start: self.on_thread_start.clone(),
+                on_stop: self.on_thread_stop.clone(),
+            }),
         });
-        let mut threads = Vec::with_capacity(workers);
+        let started = parts.len();
         for (index, part) in parts.into_iter().enumerate() {
-            match self.spawn_worker(&handle, index, part) {
-                Ok(t) => threads.push(t),
-                Err(err) => {
-                    // Not started: count them out so shutdown does not wait for them.
-                    for _ in index..workers {
-                        handle.scheduler().worker_exited();
-                    }
-                    drop(Runtime::from_parts(handle, threads));
-                    return Err(err);
+            if let Err((err, _)) = handle.threads().spawn(&handle, part) {
+                // Not started: count them out so shutdown does not wait for them.
+                for _ in index..started {
+                    handle.scheduler().worker_exited();
                 }
+                drop(Runtime::from_handle(handle));
+                return Err(err);
             }
         }
-        Ok(Runtime::from_parts(handle, threads))
+        Ok(Runtime::from_handle(handle))
     }
+}
 
-    fn spawn_worker(
-        &self,
-        handle: &Handle,
-        index: usize,
-        part: WorkerParts,
-    ) -> io::Result<thread::JoinHandle<()>> {
-        let mut builder = thread::Builder::new().name((self.thread_name)());
-        if let Some(size) = self.thread_stack_size {
-            builder = builder.stack_size(size);
-        }
-        let handle = handle.clone();
-        let on_start = self.on_thread_start.clone();
-        let on_stop = self.on_thread_stop.clone();
-        builder.spawn(move || {
-            // Counted out even if a thread callback panics, so shutdown never waits for it.
-            struct Exit(Handle);
-            impl Drop for Exit {
-                fn drop(&mut self) {
-                    self.0.scheduler().worker_exited();
-                }
-            }
-            let exit = Exit(handle);
-            let handle = &exit.0;
-            // Tokio-based code in tasks (and in the callbacks) finds the bridge's reactor.
-            let _tokio = handle.bridge().enter();
-            if let Some(f) = &on_start {
-                f();
-            }
-            {
-                let _runtime = context::enter(handle);
-                // Heap bytes this worker charges to the runtime's root go to its own partial
-                // sum.
-                let root = handle
-                    .memory()
-                    .root()
-                    .account()
-                    .as_ptr()
-                    .as_ptr()
-                    .cast_const();
-                let _shard = heap::enter_worker(heap::Shard { root, index });
-                part.run(handle.scheduler());
-            }
-            if let Some(f) = &on_stop {
-                f();
-            }
-        })
-    }
+/// Which runtime `build` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    MultiThread,
+    CurrentThread,
 }
 
 /// Where the root budget's limit comes from.
@@ -334,6 +326,7 @@ fn invalid(msg: &str) -> io::Error {
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
+            .field("flavor", &self.flavor)
             .field("worker_threads", &self.worker_threads)
             .field("thread_stack_size", &self.thread_stack_size)
             .field("max_blocking_threads", &self.max_blocking_threads)

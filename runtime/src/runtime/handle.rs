@@ -1,6 +1,7 @@
 //! `Handle`: a cheap, clonable reference to a runtime, usable from any thread, and what a
 //! runtime is made of.
 
+use super::threads::WorkerThreads;
 use super::{block_on, context, RuntimeMetrics};
 use crate::blocking::BlockingPool;
 use crate::context::NO_RUNTIME;
@@ -40,6 +41,8 @@ pub(crate) struct Inner {
     pub(crate) blocking: BlockingPool,
     /// The background tokio runtime (feature `tokio`; an empty type without it).
     pub(crate) bridge: TokioBridge,
+    /// The worker threads (none on a current-thread runtime).
+    pub(crate) threads: WorkerThreads,
 }
 
 /// Returned by [`Handle::try_current`] outside a runtime.
@@ -79,6 +82,10 @@ impl Handle {
 
     pub(crate) fn bridge(&self) -> &TokioBridge {
         &self.inner.bridge
+    }
+
+    pub(crate) fn threads(&self) -> &WorkerThreads {
+        &self.inner.threads
     }
 
     /// The handle of the runtime this thread is running in.

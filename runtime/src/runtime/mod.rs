@@ -1,13 +1,16 @@
 //! The runtime: the top layer of the engine. It owns a scheduler, the memory state, the driver,
 //! the blocking pool and the tokio bridge, starts the worker threads and stops everything.
 
+mod block_in_place;
 mod block_on;
 mod builder;
 mod cgroup;
 pub(crate) mod context;
 mod handle;
 mod metrics;
+mod threads;
 
+pub use block_in_place::block_in_place;
 pub use builder::Builder;
 pub use handle::{Handle, TryCurrentError};
 pub use metrics::{RuntimeMetrics, TaskMemoryStats};
@@ -23,7 +26,9 @@ use std::marker::PhantomData;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A multi-threaded, work-stealing async runtime.
+/// A multi-threaded, work-stealing async runtime, or a current-thread one
+/// ([`Builder::new_current_thread`]) whose tasks all run on the thread in
+/// [`block_on`](Self::block_on).
 ///
 /// Dropping it shuts it down: workers finish the poll they are in and exit, every task that has
 /// not completed has its future dropped (its `JoinHandle` resolves to a cancelled
@@ -43,7 +48,6 @@ use std::time::{Duration, Instant};
 /// ```
 pub struct Runtime {
     handle: Handle,
-    threads: Vec<thread::JoinHandle<()>>,
     shut_down: bool,
 }
 
@@ -69,10 +73,9 @@ impl Runtime {
         Builder::new().build()
     }
 
-    fn from_parts(handle: Handle, threads: Vec<thread::JoinHandle<()>>) -> Runtime {
+    fn from_handle(handle: Handle) -> Runtime {
         Runtime {
             handle,
-            threads,
             shut_down: false,
         }
     }
@@ -103,6 +106,10 @@ impl Runtime {
     /// Drives `future` to completion on the calling thread while the workers run spawned
     /// tasks. Inside the future, [`spawn`] and [`Handle::current`] use this
     /// runtime.
+    ///
+    /// On a current-thread runtime the calling thread is the worker: it runs the spawned tasks
+    /// in turn with `future` until `future` is ready. If another thread already runs them (two
+    /// `block_on` calls at once), this one polls `future` alone until the worker is free.
     ///
     /// # Panics
     ///
@@ -167,13 +174,14 @@ impl Runtime {
         let handle = &self.handle;
         let scheduler = handle.scheduler();
         scheduler.begin_shutdown();
-        let me = thread::current().id();
-        // Dropped from inside one of its own tasks: that worker cannot be waited for.
-        let own = self.threads.iter().any(|t| t.thread().id() == me) as usize;
+        // Dropped from inside one of its own tasks (or a `block_in_place` closure): that
+        // thread cannot be waited for.
+        let own = scheduler.runs_on_this_thread() as usize;
         let timed_out = scheduler.wait_for_workers(timeout, own);
         let all_exited = !timed_out && own == 0;
-        for t in self.threads.drain(..) {
-            if all_exited || t.is_finished() {
+        let me = thread::current().id();
+        for t in handle.threads().take_handles() {
+            if t.thread().id() != me && (all_exited || t.is_finished()) {
                 let _ = t.join();
             }
         }
@@ -203,7 +211,11 @@ impl Drop for Runtime {
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Runtime")
-            .field("workers", &self.threads.len())
+            .field("workers", &self.handle.scheduler().num_workers())
+            .field(
+                "current_thread",
+                &self.handle.scheduler().is_current_thread(),
+            )
             .finish_non_exhaustive()
     }
 }

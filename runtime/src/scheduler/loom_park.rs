@@ -11,6 +11,11 @@
 //!   `Thread::unpark` also makes a thread that is blocked on a *mutex* runnable, losing the
 //!   token and tripping loom's own "expected to be able to acquire lock" assertion.)
 //!
+//! The current-thread flavour adds `block_on`'s future to the loop of its one worker
+//! (`worker::run_loop` with a main, `current_thread::MainWaker`): its waker sets a flag, then
+//! notifies like a push; the worker polls the future when it finds the flag set, and re-checks
+//! the flag with the queues before it sleeps.
+//!
 //! The property: no lost wake-up. The worker that runs the last task shuts the runtime down
 //! (as `begin_shutdown`: set the flag, unpark everyone). If a task were ever left queued while
 //! every worker sleeps, no one would run it, shutdown would never come, and loom reports the
@@ -64,6 +69,9 @@ struct Model {
     shutdown: AtomicBool,
     /// Each worker's parker.
     parkers: Vec<Parker>,
+    /// `Shared::main_woken`, and the wake-ups `block_on`'s future has been sent.
+    main_woken: AtomicBool,
+    signals: AtomicUsize,
 }
 
 impl Model {
@@ -77,6 +85,8 @@ impl Model {
             spawning,
             shutdown: AtomicBool::new(false),
             parkers: (0..workers).map(|_| Parker::new()).collect(),
+            main_woken: AtomicBool::new(false),
+            signals: AtomicUsize::new(0),
         })
     }
 
@@ -114,6 +124,14 @@ impl Model {
         self.notify_parked();
     }
 
+    /// One more wake-up for `block_on`'s future, then `MainWaker::wake_by_ref`.
+    fn wake_main(&self) {
+        self.signals.fetch_add(1, Ordering::SeqCst);
+        // An RMW, as `MainWaker` does: ordered after the worker's last `swap(false)`.
+        self.main_woken.swap(true, Ordering::SeqCst);
+        self.notify_parked();
+    }
+
     fn pop(&self) -> bool {
         let mut n = self.queued.load(Ordering::Acquire);
         while n != 0 {
@@ -142,6 +160,24 @@ impl Worker {
         while !self.model.is_shutdown() {
             // `next_task` (own queues, injector) or else `steal` (others' queues, injector).
             if self.model.pop() || self.steal() {
+                self.run_task();
+            } else {
+                self.park();
+            }
+        }
+    }
+
+    /// `worker::run_loop` with a main (a current-thread `block_on`): polls the future whenever
+    /// its flag is set; the future is ready once it has seen `needed` wake-ups.
+    fn run_with_main(&mut self, needed: usize) {
+        let m = self.model.clone();
+        loop {
+            if m.main_woken.load(Ordering::SeqCst) && m.main_woken.swap(false, Ordering::SeqCst) {
+                if m.signals.load(Ordering::SeqCst) == needed {
+                    return;
+                }
+            }
+            if m.pop() || self.steal() {
                 self.run_task();
             } else {
                 self.park();
@@ -182,7 +218,7 @@ impl Worker {
         let m = &*self.model;
         m.idle
             .register_sleeper(self.index, std::mem::replace(&mut self.searching, false));
-        if m.has_queued_work() || m.is_shutdown() {
+        if m.has_queued_work() || m.is_shutdown() || m.main_woken.load(Ordering::SeqCst) {
             m.idle.unregister_sleeper(self.index);
             self.searching = true;
             return;
@@ -260,4 +296,51 @@ fn loom_park_two_remote_spawns() {
 #[test]
 fn loom_park_local_spawn() {
     check(2, 1, 1, 1, 2);
+}
+
+/// A current-thread worker runs `block_on`'s future, which another thread wakes `wakes` times
+/// while it also spawns `initial` tasks: the future must see every wake-up (a lost one leaves
+/// the worker asleep for ever, which loom reports as a deadlock).
+fn check_main(initial: usize, wakes: usize, bound: usize) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(bound);
+    }
+    builder.check(move || {
+        // Tasks never shut this model down: `block_on` returning ends it.
+        let model = Model::new(1, usize::MAX - 1, 0, 0);
+        // `drive` polls the future first.
+        model.main_woken.store(true, Ordering::SeqCst);
+        let worker = {
+            let model = model.clone();
+            thread::spawn(move || {
+                Worker {
+                    model,
+                    index: 0,
+                    searching: false,
+                }
+                .run_with_main(wakes);
+            })
+        };
+        for _ in 0..initial {
+            model.push();
+        }
+        for _ in 0..wakes {
+            model.wake_main();
+        }
+        worker.join().unwrap();
+        assert_eq!(model.signals.load(Ordering::SeqCst), wakes);
+    });
+}
+
+/// `block_on`'s waker fires from another thread while the worker goes to sleep.
+#[test]
+fn loom_park_current_thread_main_wake() {
+    check_main(0, 1, 3);
+}
+
+/// A remote spawn and two wake-ups of the future race the worker's sleep.
+#[test]
+fn loom_park_current_thread_spawn_and_wakes() {
+    check_main(1, 2, 3);
 }

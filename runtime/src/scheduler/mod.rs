@@ -6,6 +6,7 @@
 //! private: the runtime drives it through [`Handle`], which is also what every task holds to be
 //! scheduled again.
 
+mod current_thread;
 mod held;
 mod metrics;
 mod park;
@@ -14,7 +15,8 @@ mod worker;
 #[cfg(all(test, loom))]
 mod loom_park;
 
-pub(crate) use worker::WorkerParts;
+pub(crate) use current_thread::MainWaker;
+pub(crate) use worker::{hand_off, on_current_thread_worker, on_worker, take_back, WorkerParts};
 
 use crate::driver::Driver;
 use crate::memory::MkBudget;
@@ -47,12 +49,25 @@ struct Shared {
     owned: OwnedTasks,
     shutdown: AtomicBool,
     /// Workers still running, and the condition shutdown waits on.
-    alive: Mutex<usize>,
+    alive: Mutex<Alive>,
     exited: Condvar,
+    /// One worker, run by the thread in `block_on` (the current-thread flavour).
+    current_thread: bool,
+    /// Set by the waker of a current-thread `block_on`'s future: the loop polls it next.
+    main_woken: AtomicBool,
     /// Timers and I/O: an idle worker blocks in it, a busy one turns it now and then.
     driver: Arc<Driver>,
     /// Tasks held back for memory (with `MkGlobalAlloc` installed).
     held: held::Held,
+}
+
+/// The threads running a worker loop, and the worker of a current-thread scheduler while no
+/// `block_on` runs it.
+struct Alive {
+    running: usize,
+    idle_core: Option<WorkerParts>,
+    /// Threads in a current-thread `block_on` waiting for the worker to be free.
+    core_waiters: Vec<(std::thread::ThreadId, Unparker)>,
 }
 
 /// What other threads may touch of a worker.
@@ -71,6 +86,26 @@ impl Handle {
         driver: Arc<Driver>,
         stall_after: Duration,
     ) -> (Handle, Vec<WorkerParts>) {
+        Handle::build(workers, driver, stall_after, false)
+    }
+
+    /// A scheduler of one worker that no thread of its own runs: `block_on`
+    /// ([`drive`](Self::drive)) runs it on the calling thread.
+    pub(crate) fn new_current_thread(driver: Arc<Driver>, stall_after: Duration) -> Handle {
+        let (handle, mut parts) = Handle::build(1, driver, stall_after, true);
+        let mut alive = lock_std(&handle.shared.alive);
+        alive.running = 0;
+        alive.idle_core = parts.pop();
+        drop(alive);
+        handle
+    }
+
+    fn build(
+        workers: usize,
+        driver: Arc<Driver>,
+        stall_after: Duration,
+        current_thread: bool,
+    ) -> (Handle, Vec<WorkerParts>) {
         let mut parts = Vec::with_capacity(workers);
         let mut remotes = Vec::with_capacity(workers);
         for index in 0..workers {
@@ -81,11 +116,7 @@ impl Handle {
                 unparker: parker.unparker().clone(),
                 metrics: CachePadded::new(WorkerMetrics::default()),
             });
-            parts.push(WorkerParts {
-                index,
-                local,
-                parker,
-            });
+            parts.push(WorkerParts::new(index, local, parker));
         }
         let shared = Arc::new(Shared {
             injector: Injector::new(),
@@ -93,8 +124,14 @@ impl Handle {
             idle: Idle::new(workers),
             owned: OwnedTasks::new(workers),
             shutdown: AtomicBool::new(false),
-            alive: Mutex::new(workers),
+            alive: Mutex::new(Alive {
+                running: workers,
+                idle_core: None,
+                core_waiters: Vec::new(),
+            }),
             exited: Condvar::new(),
+            current_thread,
+            main_woken: AtomicBool::new(false),
             driver,
             held: held::Held::new(stall_after),
         });
@@ -149,8 +186,8 @@ impl Handle {
     pub(crate) fn wait_for_workers(&self, timeout: Option<Duration>, keep: usize) -> bool {
         let shared = &self.shared;
         let (alive, timed_out) =
-            wait_while_for(&shared.exited, lock_std(&shared.alive), timeout, |n| {
-                *n > keep
+            wait_while_for(&shared.exited, lock_std(&shared.alive), timeout, |a| {
+                a.running > keep
             });
         drop(alive);
         timed_out
@@ -159,13 +196,41 @@ impl Handle {
     /// Records a worker thread's exit (or that one was never started); shutdown waits for all
     /// of them.
     pub(crate) fn worker_exited(&self) {
-        *lock_std(&self.shared.alive) -= 1;
+        lock_std(&self.shared.alive).running -= 1;
         self.shared.exited.notify_all();
+    }
+
+    /// Counts a worker thread about to start (one that takes over a handed-off worker); `false`
+    /// once shutdown has begun, when no new thread may start.
+    pub(crate) fn worker_starting(&self) -> bool {
+        let mut alive = lock_std(&self.shared.alive);
+        if self.shared.is_shutdown() {
+            return false;
+        }
+        alive.running += 1;
+        true
+    }
+
+    /// Whether the calling thread runs one of this scheduler's worker loops (shutdown cannot
+    /// wait for it to exit).
+    pub(crate) fn runs_on_this_thread(&self) -> bool {
+        worker::runs_for(&self.shared)
+    }
+
+    /// Whether this is a current-thread scheduler.
+    pub(crate) fn is_current_thread(&self) -> bool {
+        self.shared.current_thread
     }
 
     /// After shutdown: cancels every task that has not completed and drops the references left
     /// in the injector.
     pub(crate) fn shutdown_tasks(&self) {
+        // The references queued on a current-thread worker that no `block_on` runs now.
+        let idle = lock_std(&self.shared.alive).idle_core.take();
+        if let Some(parts) = idle {
+            let (core, _deferred) = parts.into_core(self);
+            core.drain();
+        }
         self.shared.owned.close_and_shutdown_all();
         // Held tasks were cancelled with the rest; their queued references go.
         self.shared.held.drain();

@@ -1,21 +1,26 @@
-//! A worker thread: runs tasks from its LIFO slot, its local queue, the global injector, and
-//! what it steals from others; sleeps when there is nothing anywhere.
+//! A worker: runs tasks from its LIFO slot, its local queue, the global injector, and what it
+//! steals from others; sleeps when there is nothing anywhere.
 //!
-//! Invariants: `Core` is owned by its worker thread and never shared with another; other
-//! threads reach its queue only through the `Stealer` in `Shared::remotes`. The thread's
-//! `CURRENT` pointer is set only by `WorkerParts::run`, to the `Core` on its stack frame, and
-//! cleared by the guard before that frame ends; it is only dereferenced on that thread.
+//! Invariants: a worker's state (`Core`) lives in a box owned by exactly one thread at a time,
+//! the thread whose `CURRENT` points at it; other threads reach its queue only through the
+//! `Stealer` in `Shared::remotes`. `CURRENT` is set by `install` (the box is leaked into it) and
+//! cleared by `uninstall` (the box is taken back) or by `hand_off` (the box moves to another
+//! thread); it is only dereferenced on its thread. No `&Core` is held across a task's poll (the
+//! loop in `run_loop` looks the core up again after each poll), so a poll that hands the core
+//! off (`task::block_in_place`) leaves no reference to it behind on the old thread.
 
 use super::{Handle, Shared};
 use crate::context;
 use crate::heap;
 use crate::memory::heap_waiters;
+use crate::sync::Ordering::SeqCst;
 use crate::task_core::Notified;
 use crossbeam_deque::{Steal, Worker};
 use crossbeam_utils::sync::Parker;
 use std::cell::Cell;
 use std::ptr;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 /// How often the injector is checked before the local queue, so remote spawns are not starved
@@ -32,100 +37,318 @@ const DRIVER_INTERVAL: u32 = 61;
 thread_local! {
     // Without a destructor: a plain thread-local access on every wake-up from a worker.
     static CURRENT: Cell<*const Core> = const { Cell::new(ptr::null()) };
+    /// The scheduler this thread runs a worker loop for (until the loop ends, even after its
+    /// core was handed off): shutdown cannot wait for the thread it runs on.
+    static RUNS_FOR: Cell<*const Shared> = const { Cell::new(ptr::null()) };
 }
 
 /// Runs `f` with this thread's worker, if it is one.
 #[inline]
 pub(super) fn with_current<R>(f: impl FnOnce(Option<&Core>) -> R) -> R {
     let core = CURRENT.get();
-    // SAFETY: a non-null pointer is a live `Core` on this thread's worker frame (file invariant).
+    // SAFETY: a non-null pointer is the live boxed `Core` this thread owns (file invariant).
     f(unsafe { core.as_ref() })
 }
 
-/// Clears the thread's worker pointer on drop.
-struct CurrentGuard(());
+/// Whether this thread runs a worker loop of `shared` (or did, and still finishes its last
+/// poll after handing its core off).
+pub(super) fn runs_for(shared: &Shared) -> bool {
+    ptr::eq(RUNS_FOR.get(), shared)
+}
 
-impl Drop for CurrentGuard {
-    fn drop(&mut self) {
-        CURRENT.set(ptr::null());
+/// Marks this thread as running a worker loop of `shared` until dropped.
+pub(super) struct RunsFor(*const Shared);
+
+impl RunsFor {
+    pub(super) fn enter(shared: &Shared) -> RunsFor {
+        RunsFor(RUNS_FOR.replace(shared))
     }
 }
 
-/// What one worker thread runs with: its index, its local queue and its parker.
-pub(crate) struct WorkerParts {
-    pub(super) index: usize,
-    pub(super) local: Worker<Notified>,
-    pub(super) parker: Parker,
+impl Drop for RunsFor {
+    fn drop(&mut self) {
+        RUNS_FOR.set(self.0);
+    }
+}
+
+/// Makes `core` this thread's worker state (leaked into `CURRENT` until `uninstall`).
+pub(super) fn install(core: Box<Core>) {
+    let prev = CURRENT.replace(Box::into_raw(core));
+    debug_assert!(prev.is_null(), "a thread runs one worker at a time");
+}
+
+/// Takes this thread's worker state back; `None` if it was handed off (or never installed).
+pub(super) fn uninstall() -> Option<Box<Core>> {
+    let core = CURRENT.replace(ptr::null());
+    // SAFETY: a non-null pointer came from `Box::into_raw` in `install` and is owned by this
+    // thread; clearing `CURRENT` first means nothing on this thread reaches it again.
+    (!core.is_null()).then(|| unsafe { Box::from_raw(core.cast_mut()) })
+}
+
+/// What one worker runs with: its index, its local queue and its parker, or the whole state of
+/// a worker that another thread ran until now.
+pub(crate) struct WorkerParts(Parts);
+
+enum Parts {
+    New {
+        index: usize,
+        local: Worker<Notified>,
+        parker: Parker,
+    },
+    /// A worker's state handed off mid-run, with the wakers of the tasks that yielded on it.
+    Running(Box<Core>, Vec<Waker>),
+}
+
+/// How a run of the worker loop ended.
+#[derive(PartialEq, Eq)]
+pub(super) enum Stop {
+    Shutdown,
+    /// The loop's own future (`block_on` on a current-thread scheduler) is ready.
+    MainReady,
+    /// The core went to another thread during a poll.
+    HandedOff,
 }
 
 pub(super) struct Core {
-    index: usize,
+    pub(super) index: usize,
     pub(super) shared: Arc<Shared>,
     local: Worker<Notified>,
     lifo: Cell<Option<Notified>>,
     lifo_polls: Cell<u32>,
     searching: Cell<bool>,
     tick: Cell<u32>,
-    /// Wakers of tasks that yielded: woken once this worker has turned the driver.
     /// Set while the tasks that yielded are woken: they go behind the queued ones, not first.
     waking_deferred: Cell<bool>,
     /// When this worker last served budgets waiting for heap memory.
     waiters_served: Cell<Instant>,
+    /// Set while a task is polled from the loop: only then may the poll hand the core off.
+    polling: Cell<bool>,
     rng: Cell<u64>,
     parker: Parker,
 }
 
 impl WorkerParts {
-    /// Runs this worker on the calling thread until `scheduler` shuts down.
-    pub(crate) fn run(self, scheduler: &Handle) {
-        let WorkerParts {
+    pub(super) fn new(index: usize, local: Worker<Notified>, parker: Parker) -> WorkerParts {
+        WorkerParts(Parts::New {
             index,
             local,
             parker,
-        } = self;
-        let core = Core {
-            index,
-            shared: scheduler.shared.clone(),
-            local,
-            lifo: Cell::new(None),
-            lifo_polls: Cell::new(0),
-            searching: Cell::new(false),
-            tick: Cell::new(0),
-            waking_deferred: Cell::new(false),
-            waiters_served: Cell::new(Instant::now()),
-            rng: Cell::new(
-                0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F),
+        })
+    }
+
+    /// A worker's state kept between two runs (current-thread scheduler).
+    pub(super) fn kept(core: Box<Core>) -> WorkerParts {
+        WorkerParts(Parts::Running(core, Vec::new()))
+    }
+
+    /// The index of the worker these parts run.
+    pub(crate) fn index(&self) -> usize {
+        match &self.0 {
+            Parts::New { index, .. } => *index,
+            Parts::Running(core, _) => core.index,
+        }
+    }
+
+    /// The worker state, and the yielded tasks' wakers to defer again on the new thread.
+    pub(super) fn into_core(self, scheduler: &Handle) -> (Box<Core>, Vec<Waker>) {
+        match self.0 {
+            Parts::New {
+                index,
+                local,
+                parker,
+            } => (
+                Box::new(Core {
+                    index,
+                    shared: scheduler.shared.clone(),
+                    local,
+                    lifo: Cell::new(None),
+                    lifo_polls: Cell::new(0),
+                    searching: Cell::new(false),
+                    tick: Cell::new(0),
+                    waking_deferred: Cell::new(false),
+                    waiters_served: Cell::new(Instant::now()),
+                    polling: Cell::new(false),
+                    rng: Cell::new(
+                        0x9E37_79B9_7F4A_7C15
+                            ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F),
+                    ),
+                    parker,
+                }),
+                Vec::new(),
             ),
-            parker,
-        };
+            Parts::Running(core, deferred) => (core, deferred),
+        }
+    }
+
+    /// Runs this worker on the calling thread until `scheduler` shuts down, or until a poll
+    /// hands the worker off to another thread (then this thread only finishes that poll).
+    pub(crate) fn run(self, scheduler: &Handle) {
+        let (core, deferred) = self.into_core(scheduler);
         let _driving = context::enter_driving();
-        let _index = context::enter_worker(index);
-        CURRENT.set(&core);
-        let _current = CurrentGuard(());
-        core.run();
-        // Queued references are dropped here; the tasks themselves are cancelled by the
-        // owned-task list at shutdown.
-        drop(core.lifo.take());
-        while core.local.pop().is_some() {}
+        let _index = context::enter_worker(core.index);
+        let _runs = RunsFor::enter(&scheduler.shared);
+        install(core);
+        // Drains the queues if the loop unwinds (a panic in the engine, not in a task).
+        let _drain = Drain;
+        for waker in &deferred {
+            context::defer(waker);
+        }
+        drop(deferred);
+        run_loop(None::<&mut fn() -> Poll<()>>);
     }
 }
 
-impl Core {
-    fn run(&self) {
-        while !self.shared.is_shutdown() {
-            if self.tick.get() % DRIVER_INTERVAL == 0 {
-                // Timers and I/O must not wait for some worker to park.
-                self.wake_deferred();
-            }
-            if let Some(task) = self.next_task().or_else(|| self.steal()) {
-                self.run_task(task);
-            } else if context::has_deferred() {
-                // Only tasks that yielded are left: turn the driver, then run them.
-                self.wake_deferred();
-            } else {
-                self.park();
+/// Drops the references queued on this thread's worker when the loop ends; the tasks
+/// themselves are cancelled by the owned-task list at shutdown.
+struct Drain;
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        if let Some(core) = uninstall() {
+            drop(core.lifo.take());
+            while core.local.pop().is_some() {}
+        }
+    }
+}
+
+/// Runs the worker installed on this thread until shutdown, until `main` (polled whenever the
+/// scheduler's main waker fired) is ready, or until the core is handed off.
+pub(super) fn run_loop<T>(mut main: Option<&mut impl FnMut() -> Poll<T>>) -> (Stop, Option<T>) {
+    loop {
+        // A fresh look-up each turn: a poll may have handed the core to another thread.
+        let Some(core) = current_core() else {
+            return (Stop::HandedOff, None);
+        };
+        if core.shared.is_shutdown() {
+            return (Stop::Shutdown, None);
+        }
+        if let Some(main) = main.as_mut() {
+            if core.shared.main_woken.load(SeqCst) && core.shared.main_woken.swap(false, SeqCst) {
+                if let Poll::Ready(out) = main() {
+                    return (Stop::MainReady, Some(out));
+                }
+                // On to one task at least before `main` is polled again, however often it
+                // wakes itself: neither starves the other.
             }
         }
+        if core.tick.get() % DRIVER_INTERVAL == 0 {
+            // Timers and I/O must not wait for some worker to park.
+            core.wake_deferred();
+        }
+        if let Some(task) = core.next_task().or_else(|| core.steal()) {
+            core.before_poll();
+            task.run();
+            match current_core() {
+                Some(core) => core.after_poll(),
+                None => return (Stop::HandedOff, None),
+            }
+        } else if context::has_deferred() {
+            // Only tasks that yielded are left: turn the driver, then run them.
+            core.wake_deferred();
+        } else {
+            core.park();
+        }
+    }
+}
+
+/// This thread's worker, borrowed for one step of the loop.
+fn current_core<'a>() -> Option<&'a Core> {
+    let core = CURRENT.get();
+    // SAFETY: a non-null pointer is the live boxed `Core` this thread owns (file invariant); the
+    // loop drops the reference before any poll that could hand the core off.
+    unsafe { core.as_ref() }
+}
+
+/// Takes this thread's worker away during a task's poll, for `block_in_place`: the parts go to
+/// a new thread that continues the loop; this thread stops being a worker (its index is
+/// cleared) and only finishes the poll. `None` off the workers, outside a poll, and on a
+/// current-thread scheduler (see [`on_current_thread_worker`]).
+pub(crate) fn hand_off() -> Option<WorkerParts> {
+    let core = current_core()?;
+    if !core.polling.get() || core.shared.current_thread {
+        return None;
+    }
+    core.polling.set(false);
+    let core = uninstall()?;
+    // The tasks that yielded here wait for the new thread's driver turn.
+    let deferred = context::take_deferred();
+    context::leave_worker();
+    Some(WorkerParts(Parts::Running(core, deferred)))
+}
+
+/// Takes back the parts `hand_off` gave when no thread could be started for them: this thread
+/// is worker `index` again and blocks it for the rest of the poll.
+pub(crate) fn take_back(parts: WorkerParts) {
+    let WorkerParts(Parts::Running(core, deferred)) = parts else {
+        unreachable!("only handed-off parts are taken back");
+    };
+    context::rejoin_worker(core.index);
+    core.polling.set(true);
+    install(core);
+    for waker in &deferred {
+        context::defer(waker);
+    }
+}
+
+/// Whether this thread is a worker (it has a worker's state installed).
+pub(crate) fn on_worker() -> bool {
+    with_current(|core| core.is_some())
+}
+
+/// Whether this thread is the worker of a current-thread scheduler.
+pub(crate) fn on_current_thread_worker() -> bool {
+    with_current(|core| core.is_some_and(|c| c.shared.current_thread))
+}
+
+impl Core {
+    fn before_poll(&self) {
+        if self.searching.replace(false) && self.shared.idle.transition_from_searching() {
+            // We were the last one looking: hand the search on in case more work is queued.
+            self.shared.notify_parked();
+        }
+        self.shared.remotes[self.index].metrics.count_poll();
+        self.polling.set(true);
+    }
+
+    fn after_poll(&self) {
+        self.polling.set(false);
+        if self.shared.held.len() != 0 {
+            // The poll may have released memory that held tasks wait for.
+            self.serve_held();
+        }
+        if heap_waiters::any() {
+            // Or heap memory that requests queued on a budget wait for.
+            let now = Instant::now();
+            if now.saturating_duration_since(self.waiters_served.get()) >= heap_waiters::SERVE_EVERY
+            {
+                self.waiters_served.set(now);
+                heap_waiters::serve();
+            }
+        }
+    }
+
+    /// Before this worker's state is kept for a later run (current-thread scheduler): the LIFO
+    /// task goes to the local queue, and the tasks that yielded are woken into it.
+    pub(super) fn set_aside(&self) {
+        if context::has_deferred() {
+            let wakers = context::take_deferred();
+            self.waking_deferred.set(true);
+            crate::unwind::wake_all(wakers);
+            self.waking_deferred.set(false);
+        }
+        if let Some(task) = self.lifo.take() {
+            let _engine = heap::engine();
+            self.local.push(task);
+        }
+        if self.searching.replace(false) {
+            self.shared.idle.transition_from_searching();
+        }
+    }
+
+    /// Drops every queued reference (shutdown of a current-thread scheduler).
+    pub(super) fn drain(&self) {
+        drop(self.lifo.take());
+        while self.local.pop().is_some() {}
     }
 
     /// Turns the driver, then queues the tasks that yielded since the last turn, behind the
@@ -141,28 +364,6 @@ impl Core {
         // panic in one costs only its own wake-up.
         crate::unwind::wake_all(wakers);
         self.waking_deferred.set(false);
-    }
-
-    fn run_task(&self, task: Notified) {
-        if self.searching.replace(false) && self.shared.idle.transition_from_searching() {
-            // We were the last one looking: hand the search on in case more work is queued.
-            self.shared.notify_parked();
-        }
-        self.shared.remotes[self.index].metrics.count_poll();
-        task.run();
-        if self.shared.held.len() != 0 {
-            // The poll may have released memory that held tasks wait for.
-            self.serve_held();
-        }
-        if heap_waiters::any() {
-            // Or heap memory that requests queued on a budget wait for.
-            let now = Instant::now();
-            if now.saturating_duration_since(self.waiters_served.get()) >= heap_waiters::SERVE_EVERY
-            {
-                self.waiters_served.set(now);
-                heap_waiters::serve();
-            }
-        }
     }
 
     fn serve_held(&self) {
@@ -252,7 +453,7 @@ impl Core {
         shared
             .idle
             .register_sleeper(self.index, self.searching.replace(false));
-        if shared.has_queued_work() || shared.is_shutdown() {
+        if shared.has_queued_work() || shared.is_shutdown() || shared.main_woken.load(SeqCst) {
             shared.idle.unregister_sleeper(self.index);
             self.searching.set(true);
             return;

@@ -1,6 +1,6 @@
 //! Spawning and handling tasks: [`spawn`], [`spawn_with_budget`], [`Builder`],
-//! [`spawn_blocking`], [`JoinHandle`], [`JoinSet`], `!Send` tasks on a [`LocalSet`]
-//! ([`spawn_local`]), [`yield_now`], the cooperative budget
+//! [`spawn_blocking`], [`block_in_place`], [`JoinHandle`], [`JoinSet`], `!Send` tasks on a
+//! [`LocalSet`] ([`spawn_local`]), [`yield_now`], the cooperative budget
 //! ([`coop`]), and what a task knows about itself ([`id`], [`try_id`], [`name`]).
 //!
 //! This module is the public face of tasks; it sits above the runtime. The machinery (header,
@@ -22,7 +22,7 @@ pub mod coop {
 pub use crate::blocking::spawn_blocking;
 pub use crate::coop::{consume_budget, unconstrained};
 pub use crate::memory::TaskBudget;
-pub use crate::runtime::spawn;
+pub use crate::runtime::{block_in_place, spawn};
 pub use crate::task_core::{id, try_id, yield_now, AbortHandle, Id, JoinError, JoinHandle};
 pub use builder::{name, spawn_with_budget, Builder};
 pub use join_set::JoinSet;

@@ -1,2 +1,0 @@
-#[memkit_async::main(flavor = "current_thread")]
-async fn main() {}
