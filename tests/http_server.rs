@@ -240,15 +240,28 @@ fn chunked_request_and_response_bodies_arrive_whole_and_in_order() {
 
 #[test]
 fn http2_clients_multiplex_concurrent_requests_on_one_connection() {
+    const N: usize = 20;
     run(|| async {
         let server = start(same).await;
+        // Every request waits until all N are in the server: they are in flight at once.
+        *server.seen.barrier.lock().unwrap() = Some(Arc::new(MkAsyncBarrier::new(N)));
         let mut builder = client_builder();
         builder.http2_only(true);
         let client = builder.build::<_, Empty<Bytes>>(MkConnector::new());
-        let requests: Vec<_> = (0..20)
+        // A first request makes the pool's HTTP/2 connection; the N then find it pooled. On an
+        // empty pool they would race hyper-util's one-connect-at-a-time lock: a request whose
+        // connect is polled just after the first connection is pooled takes the freed lock
+        // and opens a spare (dropped once made), so the count would depend on scheduling.
+        let first = client
+            .get(format!("http://{}/", server.addr).parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(first.version(), Version::HTTP_2);
+        assert_eq!(body_text(first).await, "hello");
+        let requests: Vec<_> = (0..N)
             .map(|_| {
                 let client = client.clone();
-                let uri = format!("http://{}/", server.addr).parse().unwrap();
+                let uri = format!("http://{}/barrier", server.addr).parse().unwrap();
                 memkit_async::spawn(async move {
                     let response = client.get(uri).await.unwrap();
                     (response.version(), body_text(response).await)
@@ -258,10 +271,10 @@ fn http2_clients_multiplex_concurrent_requests_on_one_connection() {
         for request in requests {
             assert_eq!(
                 request.await.unwrap(),
-                (Version::HTTP_2, "hello".to_owned())
+                (Version::HTTP_2, "together".to_owned())
             );
         }
-        assert_eq!(server.seen.requests.get(), 20);
+        assert_eq!(server.seen.requests.get(), N + 1);
         assert_eq!(server.seen.connections.get(), 1);
         drop(client);
         server.stop.open();

@@ -33,7 +33,7 @@ fn echo_once(rt: &memkit_async::Runtime, addr: std::net::SocketAddr, msg: &[u8])
 fn a_client_that_sends_and_never_reads_is_bounded_by_its_budget() {
     with_timeout(DEADLINE * 2, || {
         let rt = runtime_with_limit(2, 64 << 20);
-        let srv = echo::start(&rt, BUDGET, BUF);
+        let mut srv = echo::start(&rt, BUDGET, BUF);
         let mut hog = std::net::TcpStream::connect(srv.addr).unwrap();
         hog.set_write_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -62,7 +62,8 @@ fn a_client_that_sends_and_never_reads_is_bounded_by_its_budget() {
         // The hog goes away with unread data: that connection ends with an error (or end of
         // stream), nothing else.
         drop(hog);
-        wait_until("both connections ended", || srv.stats.ended.get() == 2);
+        rt.block_on(srv.join_connections(2));
+        assert_eq!(srv.stats.ended.get(), 2);
         assert_eq!(srv.stats.clean.get() + srv.stats.failed.get(), 2);
         assert!(srv.stats.peak.load(SeqCst) <= BUDGET);
         wait_until("memory is back to baseline", || {
@@ -90,7 +91,7 @@ fn ten_thousand_connections_opened_and_abandoned() {
     const TOTAL: usize = 10_000;
     with_timeout(DEADLINE * 6, || {
         let rt = runtime_with_limit(2, 256 << 20);
-        let srv = echo::start(&rt, BUDGET, BUF);
+        let mut srv = echo::start(&rt, BUDGET, BUF);
         let m = rt.metrics();
         // As many at once as the descriptor limit allows (all 10 000 with a limit of 20 000+).
         let wave = TOTAL.min(fd_limit().saturating_sub(256) / 2).max(100);
@@ -117,14 +118,14 @@ fn ten_thousand_connections_opened_and_abandoned() {
             });
             // Abandoned: every client goes away at once.
             drop(clients);
-            wait_until("every abandoned connection ended", || {
-                srv.stats.ended.get() == opened
-            });
+            rt.block_on(srv.join_connections(n));
+            assert_eq!(srv.stats.ended.get(), opened);
         }
         assert_eq!(srv.stats.clean.get() + srv.stats.failed.get(), TOTAL);
         // Still serving, and back to baseline.
         assert_eq!(echo_once(&rt, srv.addr, b"ping"), b"ping");
-        wait_until("every connection task is gone", || m.num_alive_tasks() == 1);
+        rt.block_on(srv.join_connections(1));
+        assert_eq!(m.num_alive_tasks(), 1);
         assert_eq!(m.num_io_sources(), 1);
         assert_eq!(m.num_timers(), 0);
         assert_eq!(rt.memory_budget().used(), 0);

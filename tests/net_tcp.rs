@@ -47,7 +47,7 @@ fn server(rt: &memkit_async::Runtime) -> EchoServer {
 fn echo_round_trips_of_every_size() {
     with_timeout(DEADLINE, || {
         let rt = runtime(2);
-        let srv = server(&rt);
+        let mut srv = server(&rt);
         rt.block_on(async {
             let stream = TcpStream::connect(srv.addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -73,7 +73,7 @@ fn echo_round_trips_of_every_size() {
                 total += 100;
             }
             drop(stream);
-            wait_until_ended(&srv, 1).await;
+            srv.join_connections(1).await;
             assert_eq!(
                 srv.stats.bytes.load(std::sync::atomic::Ordering::SeqCst),
                 total
@@ -86,19 +86,11 @@ fn echo_round_trips_of_every_size() {
     });
 }
 
-async fn wait_until_ended(srv: &EchoServer, n: usize) {
-    let end = std::time::Instant::now() + DEADLINE;
-    while srv.stats.ended.get() < n {
-        assert!(std::time::Instant::now() < end, "connections did not end");
-        memkit_async::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 #[test]
 fn a_thousand_concurrent_clients() {
     with_timeout(DEADLINE * 3, || {
         let rt = runtime(2);
-        let srv = server(&rt);
+        let mut srv = server(&rt);
         let addr = srv.addr;
         rt.block_on(async move {
             let clients: Vec<_> = (0..1000usize)
@@ -120,7 +112,9 @@ fn a_thousand_concurrent_clients() {
                 assert!(c.await.unwrap().unwrap(), "client {i} got a wrong echo");
             }
         });
-        rt.block_on(async { wait_until_ended(&srv, 1000).await });
+        // Every connection task joined: none is left alive.
+        rt.block_on(srv.join_connections(1000));
+        assert_eq!(srv.stats.ended.get(), 1000);
         assert_eq!((srv.stats.clean.get(), srv.stats.failed.get()), (1000, 0));
         assert_eq!(
             srv.stats.bytes.load(std::sync::atomic::Ordering::SeqCst),
@@ -167,7 +161,7 @@ fn half_close_lets_the_peer_finish_its_reply() {
 fn a_reset_peer_is_an_error_for_that_connection_only() {
     with_timeout(DEADLINE, || {
         let rt = runtime(2);
-        let srv = server(&rt);
+        let mut srv = server(&rt);
         // A client that closes with unread data in its receive buffer makes the kernel reset
         // the connection.
         let mut raw = std::net::TcpStream::connect(srv.addr).unwrap();
@@ -183,8 +177,9 @@ fn a_reset_peer_is_an_error_for_that_connection_only() {
             let s = TcpStream::connect(srv.addr).await.unwrap();
             assert_eq!(round_trip(&s, b"still here").await, b"still here");
             drop(s);
-            wait_until_ended(&srv, 2).await;
+            srv.join_connections(2).await;
         });
+        assert_eq!(srv.stats.ended.get(), 2);
         assert_eq!(srv.stats.clean.get() + srv.stats.failed.get(), 2);
         assert_eq!(rt.metrics().num_io_sources(), 1);
     });

@@ -269,22 +269,31 @@ fn num_alive_tasks_counts_pending_tasks() {
     with_timeout(DEADLINE, || {
         let rt = runtime(2);
         let m = rt.metrics();
-        let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        let rx = futures::future::FutureExt::shared(rx);
-        let handles: Vec<_> = (0..100)
-            .map(|_| {
-                let rx = rx.clone();
-                rt.spawn(async move { rx.await.unwrap() })
-            })
-            .collect();
-        assert_eq!(m.num_alive_tasks(), 100);
-        tx.send(()).unwrap();
-        rt.block_on(async {
-            for h in handles {
-                h.await.unwrap();
-            }
-        });
-        wait_until("num_alive_tasks drops to 0", || m.num_alive_tasks() == 0);
+        // Tasks released at once complete on the workers while their handles are joined in
+        // order: a handle polled for the first time may meet its task mid-completion, and
+        // must not resolve while the task still counts as alive.
+        for round in 0..200 {
+            let (tx, rx) = futures::channel::oneshot::channel::<()>();
+            let rx = futures::future::FutureExt::shared(rx);
+            let handles: Vec<_> = (0..100)
+                .map(|_| {
+                    let rx = rx.clone();
+                    rt.spawn(async move { rx.await.unwrap() })
+                })
+                .collect();
+            assert_eq!(m.num_alive_tasks(), 100);
+            tx.send(()).unwrap();
+            rt.block_on(async {
+                for h in handles {
+                    h.await.unwrap();
+                }
+            });
+            assert_eq!(
+                m.num_alive_tasks(),
+                0,
+                "round {round}: every handle joined, yet a task counts as alive"
+            );
+        }
     });
 }
 

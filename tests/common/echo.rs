@@ -2,9 +2,11 @@
 //! byte budget, echoing through an arena buffer of a fixed size.
 
 use super::Counter;
+use futures::channel::mpsc;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::StreamExt;
 use memkit_async::net::{TcpListener, TcpStream};
-use memkit_async::{MkAsyncVec, MkBudget, Runtime};
+use memkit_async::{JoinHandle, MkAsyncVec, MkBudget, Runtime};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -23,13 +25,32 @@ pub struct EchoStats {
     pub peak: Arc<AtomicUsize>,
     /// Connections live now.
     pub live: Counter,
+    /// Connections whose task has recorded how it ended (it may still be finishing).
     pub ended: Counter,
 }
 
 pub struct EchoServer {
     pub addr: SocketAddr,
     pub stats: EchoStats,
-    pub acceptor: memkit_async::JoinHandle<()>,
+    pub acceptor: JoinHandle<()>,
+    /// The connection tasks' handles, in the order their connections were accepted.
+    connections: mpsc::UnboundedReceiver<JoinHandle<()>>,
+}
+
+impl EchoServer {
+    /// Joins the tasks of the next `n` connections accepted (waiting for them to be accepted
+    /// first): once it returns, they have completed and no longer count as live tasks.
+    pub async fn join_connections(&mut self, n: usize) {
+        for i in 0..n {
+            let task = self
+                .connections
+                .next()
+                .await
+                .expect("the acceptor runs as long as the runtime");
+            task.await
+                .unwrap_or_else(|e| panic!("connection task {i} of {n} failed: {e}"));
+        }
+    }
 }
 
 /// Echoes until end of stream through one `buf_size` arena buffer.
@@ -55,6 +76,7 @@ pub async fn echo_conn(mut s: TcpStream, buf_size: usize) -> io::Result<usize> {
 pub fn start(rt: &Runtime, budget: usize, buf_size: usize) -> EchoServer {
     let stats = EchoStats::default();
     let st = stats.clone();
+    let (joins, connections) = mpsc::unbounded();
     let (addr, acceptor) = rt.block_on(async move {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -65,7 +87,7 @@ pub fn start(rt: &Runtime, budget: usize, buf_size: usize) -> EchoServer {
                 };
                 st.live.inc();
                 let st = st.clone();
-                memkit_async::task::Builder::new()
+                let task = memkit_async::task::Builder::new()
                     .budget(budget)
                     .spawn(async move {
                         let res = echo_conn(conn, buf_size).await;
@@ -84,6 +106,8 @@ pub fn start(rt: &Runtime, budget: usize, buf_size: usize) -> EchoServer {
                         st.ended.inc();
                     })
                     .expect("a per-connection budget with no reservation always spawns");
+                // Nobody joining (a test that does not ask) is no reason to stop serving.
+                let _ = joins.unbounded_send(task);
             }
         });
         (addr, acceptor)
@@ -92,5 +116,6 @@ pub fn start(rt: &Runtime, budget: usize, buf_size: usize) -> EchoServer {
         addr,
         stats,
         acceptor,
+        connections,
     }
 }

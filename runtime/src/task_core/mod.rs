@@ -85,7 +85,8 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
         self.schedule(task)
     }
 
-    /// The task completed: take it out of the owned list, returning the list's reference.
+    /// The task is completing (before `COMPLETE` is set): take it out of the owned list,
+    /// returning the list's reference.
     ///
     /// # Safety
     /// The caller holds a reference to `task` (it completes it).

@@ -396,9 +396,9 @@ where
     // the output, keep their chunks until they are dropped).
     // SAFETY: we hold `RUNNING`, which gives us the arena slot; this runs once per task.
     unsafe { memory::drop_task_arena(cell.head.header.arena.get()) };
-    let prev = cell.head.header.state.transition_to_complete();
-    // Leave the owned list before telling the join handle, so a joiner never sees the task
-    // counted as alive.
+    // Leave the owned list and the budgets' task counts before `COMPLETE` is published: a
+    // join handle polled at any moment after (woken or not) sees the output only once the task
+    // no longer counts as alive, so a user who joined every task reads exact metrics.
     // SAFETY: we hold `refs` references to the task.
     let released = unsafe { cell.scheduler.release(ptr) }
         .map(mem::forget)
@@ -406,6 +406,7 @@ where
     if let Some(memory) = cell.head.header.memory() {
         memory.finished();
     }
+    let prev = cell.head.header.state.transition_to_complete();
     if !prev.is_join_interested() {
         // SAFETY: without join interest the output is ours after `COMPLETE`.
         unsafe { drop_output(cell, ptr) };
