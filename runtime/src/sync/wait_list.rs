@@ -1,5 +1,5 @@
-//! `WaitList<S>`: the FIFO of waiting requests that the pool, the semaphore and the channel are
-//! built on.
+//! `WaitList<S>`: the FIFO of waiting requests that the budgets, the pool, the semaphore and the
+//! channel are built on.
 //!
 //! It is plain data, kept under its owner's lock, so the owner can change its own counters in
 //! the same critical section as the queue. Each waiter is a slot of a slab: its state `S`
@@ -28,7 +28,7 @@ const NIL: u32 = u32::MAX;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct WaitKey {
     index: u32,
-    generation: u32,
+    generation: u64,
 }
 
 enum Link {
@@ -41,7 +41,7 @@ enum Link {
 }
 
 struct Slot<S> {
-    generation: u32,
+    generation: u64,
     link: Link,
     waker: Option<Waker>,
     state: Option<S>,
