@@ -100,6 +100,60 @@ fn a_dropped_request_leaves_the_queue_and_passes_on_its_permits() {
 }
 
 #[test]
+fn requests_withdrawn_from_the_middle_and_the_back_keep_the_others_in_order() {
+    let sem = MkAsyncSemaphore::new(4);
+    let held = sem.try_acquire_many(4).unwrap();
+    let mut reqs: Vec<_> = [1, 2, 1, 3, 1]
+        .into_iter()
+        .map(|n| Some(Box::pin(sem.acquire_many(n))))
+        .collect();
+    for r in reqs.iter_mut().flatten() {
+        assert!(poll_once(r).is_pending());
+    }
+    assert_eq!(sem.waiting(), 5);
+    reqs[1] = None; // the middle
+    reqs[4] = None; // the back
+    assert_eq!(sem.waiting(), 3);
+    // A request made after the withdrawals (in a reused slot) queues behind the others.
+    let mut late = Box::pin(sem.acquire());
+    assert!(poll_once(&mut late).is_pending());
+    assert_eq!(sem.waiting(), 4);
+    // 4 permits: 1 for reqs[0], 1 for reqs[2], 2 of 3 for reqs[3], none for `late`.
+    drop(held);
+    let mut granted = Vec::new();
+    let mut permits = Vec::new();
+    for (i, r) in reqs.iter_mut().enumerate() {
+        if let Some(r) = r {
+            if let Poll::Ready(res) = poll_once(r) {
+                let permit = res.unwrap();
+                granted.push((i, permit.num_permits()));
+                permits.push(permit);
+            }
+        }
+    }
+    assert_eq!(granted, [(0, 1), (2, 1)]);
+    assert!(
+        poll_once(&mut late).is_pending(),
+        "not ahead of the head collecting permits"
+    );
+    assert_eq!((sem.available_permits(), sem.waiting()), (0, 2));
+    // One more permit completes reqs[3]; the next goes to `late`.
+    drop(permits.pop());
+    let Some(r3) = reqs[3].as_mut() else {
+        unreachable!()
+    };
+    assert_eq!(
+        poll_once(r3).map(|r| r.unwrap().num_permits()),
+        Poll::Ready(3)
+    );
+    // reqs[3]'s permits came back as it was dropped: `late` was granted one of them.
+    assert!(matches!(poll_once(&mut late), Poll::Ready(Ok(_))));
+    // Every permit is back but reqs[0]'s, still held.
+    assert_eq!((sem.available_permits(), sem.waiting()), (3, 0));
+    drop(permits);
+}
+
+#[test]
 fn close_fails_waiters_and_later_requests_but_held_permits_stay_valid() {
     with_timeout(DEADLINE, || {
         let rt = runtime(2);

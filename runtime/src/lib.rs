@@ -37,4 +37,8 @@ mod unwind;
 
 pub use blocking::spawn_blocking;
 pub use runtime::{spawn, Builder, Handle, Runtime};
+/// The waiter list that the `memkit-async` crate's pool, semaphore and channel queue on; not a
+/// stable API.
+#[doc(hidden)]
+pub use sync::wait_list;
 pub use task::{spawn_with_budget, JoinError, JoinHandle};

@@ -3,7 +3,11 @@
 //! A sender waiting for capacity is parked on the channel's budget, which knows nothing about
 //! the channel. Such a sender also registers its waker here; closing the channel wakes every
 //! registered sender, which then withdraws its budget request and returns its message.
+//!
+//! The registrations are waiters of the runtime's [`WaitList`]: no allocation per wait once
+//! grown, O(1) deregistration, keys that never name a later sender, wakers called after the lock.
 
+use memkit_async_runtime::wait_list::{WaitKey, WaitList, WakeList};
 use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 
@@ -16,9 +20,7 @@ pub(super) struct CloseSignal {
 #[derive(Default)]
 struct Slots {
     closed: bool,
-    wakers: Vec<Option<Waker>>,
-    /// Indexes of empty entries of `wakers`, reused before the vector grows.
-    free: Vec<usize>,
+    senders: WaitList<()>,
 }
 
 impl CloseSignal {
@@ -28,62 +30,50 @@ impl CloseSignal {
     }
 
     /// Registers a parked sender's waker; its key, or `None` if the channel is already closed.
-    pub(super) fn register(&self, waker: &Waker) -> Option<usize> {
+    pub(super) fn register(&self, waker: &Waker) -> Option<WaitKey> {
         let mut slots = self.lock();
         if slots.closed {
             return None;
         }
-        let waker = Some(waker.clone());
-        Some(match slots.free.pop() {
-            Some(key) => {
-                slots.wakers[key] = waker;
-                key
-            }
-            None => {
-                slots.wakers.push(waker);
-                slots.wakers.len() - 1
-            }
-        })
+        let key = slots.senders.push_back(());
+        // A new waiter has no waker to replace.
+        let _ = slots.senders.register(key, waker);
+        Some(key)
     }
 
     /// Replaces the waker registered under `key` if it would not wake the same task.
-    pub(super) fn update(&self, key: usize, waker: &Waker) {
+    pub(super) fn update(&self, key: WaitKey, waker: &Waker) {
         let mut slots = self.lock();
-        let mut stale = None;
-        if let Some(slot @ Some(_)) = slots.wakers.get_mut(key) {
-            if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                stale = slot.replace(waker.clone());
-            }
-        }
+        // Once closed the sender was woken and sees the close itself: nothing to refresh.
+        let stale = if slots.closed {
+            None
+        } else {
+            slots.senders.register(key, waker)
+        };
         // A waker's drop may run any code: not under the lock.
         drop(slots);
         drop(stale);
     }
 
     /// Forgets the waker registered under `key` (the sender stopped waiting).
-    pub(super) fn deregister(&self, key: usize) {
-        let mut slots = self.lock();
-        let stale = slots.wakers.get_mut(key).and_then(Option::take);
-        if stale.is_some() {
-            slots.free.push(key);
-        }
-        drop(slots);
-        drop(stale);
+    pub(super) fn deregister(&self, key: WaitKey) {
+        let removed = self.lock().senders.remove(key);
+        drop(removed);
     }
 
     /// Marks the channel closed and wakes every registered sender, once.
     pub(super) fn close(&self) {
-        let wakers = {
+        let mut wakers = WakeList::new();
+        {
             let mut slots = self.lock();
             if slots.closed {
                 return;
             }
             slots.closed = true;
-            slots.free.clear();
-            std::mem::take(&mut slots.wakers)
-        };
+            slots.senders.drain(&mut wakers, |_| {});
+        }
         // Woken without the lock held: a woken sender may deregister at once.
-        wakers.into_iter().flatten().for_each(Waker::wake);
+        wakers.wake_all();
     }
 }
 
@@ -109,12 +99,15 @@ mod tests {
         let a = signal.register(&waker).unwrap();
         let b = signal.register(&waker).unwrap();
         signal.deregister(a);
-        assert_eq!(signal.register(&waker), Some(a), "a freed key is reused");
+        let c = signal.register(&waker).unwrap();
+        assert_ne!(c, a, "a freed slot comes back under a new key");
+        signal.deregister(a); // stale: must not deregister `c`
         signal.deregister(b);
         signal.close();
         signal.close();
         assert_eq!(count.0.load(SeqCst), 1, "only the one still registered");
         assert_eq!(signal.register(&waker), None);
-        signal.deregister(a); // after close: harmless
+        signal.update(c, &waker); // after close: harmless
+        signal.deregister(c);
     }
 }

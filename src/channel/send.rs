@@ -8,6 +8,7 @@
 use super::chan::Chan;
 use super::error::{MkSendError, MkTrySendError};
 use memkit_async_runtime::memory::{Acquire, MkAllocError, MkBackpressure, MkBudgetGuard};
+use memkit_async_runtime::wait_list::WaitKey;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ enum Stage<T> {
 struct Parked<T> {
     acquire: Acquire,
     chan: Arc<Chan<T>>,
-    key: usize,
+    key: WaitKey,
 }
 
 impl<T> Drop for Parked<T> {

@@ -12,6 +12,7 @@ use super::{MkAsyncPool, MkPoolError, MkPoolGuard};
 use crate::semaphore::{MkSemaphoreAcquire, MkSemaphoreError, MkSemaphorePermit};
 use memkit_async_runtime::memory::{Acquire, MkAllocError, MkBackpressure};
 use memkit_async_runtime::time::{sleep_until, Instant, Sleep};
+use memkit_async_runtime::wait_list::WaitKey;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +27,7 @@ pub struct MkPoolAcquire<'a, T: Send + 'static> {
     pool: &'a MkAsyncPool<T>,
     state: State<'a>,
     /// Registration with the pool's return listeners while waiting for bytes.
-    return_key: Option<u64>,
+    return_key: Option<WaitKey>,
 }
 
 enum State<'a> {

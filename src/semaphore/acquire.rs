@@ -1,6 +1,7 @@
 //! The futures of `MkAsyncSemaphore::acquire*`.
 
 use super::{MkAsyncSemaphore, MkOwnedSemaphorePermit, MkSemaphoreError, MkSemaphorePermit};
+use memkit_async_runtime::wait_list::WaitKey;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +12,7 @@ use std::task::{ready, Context, Poll};
 struct Request {
     n: usize,
     /// The wait-list slot this request owns while queued.
-    waiter: Option<usize>,
+    waiter: Option<WaitKey>,
     done: bool,
 }
 

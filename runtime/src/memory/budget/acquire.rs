@@ -14,6 +14,7 @@
 
 use super::{MkBackpressure, MkBudget, MkBudgetGuard};
 use crate::memory::{MkAllocError, RuntimeMemory};
+use crate::sync::wait_list::WaitKey;
 use crate::sync::{lock, Mutex};
 use crate::task_core::{self, Id};
 use crate::time::{sleep_until, Instant, Sleep};
@@ -38,7 +39,8 @@ pub(crate) struct Waiter {
 struct WaiterState {
     status: Status,
     waker: Option<Waker>,
-    queued_at: Option<MkBudget>,
+    /// The budget queuing the waiter and its key there (left stale once it is served there).
+    queued_at: Option<(MkBudget, WaitKey)>,
 }
 
 impl Waiter {
@@ -57,12 +59,12 @@ impl Waiter {
     /// Records that the waiter is being queued on `budget`, unless it was cancelled: a waiter
     /// moved between queues may give up after leaving one and before reaching the next, and
     /// must not be queued (and counted as waiting) then. `false` if it was cancelled.
-    pub(crate) fn queue_at(&self, budget: &MkBudget) -> bool {
+    pub(crate) fn queue_at(&self, budget: &MkBudget, key: WaitKey) -> bool {
         let mut state = lock(&self.state);
         if state.status == Status::Cancelled {
             return false;
         }
-        state.queued_at = Some(budget.clone());
+        state.queued_at = Some((budget.clone(), key));
         true
     }
 
@@ -96,8 +98,8 @@ impl Waiter {
         // Leaving the queue now keeps `waiting()` exact; if the waiter is being moved between
         // queues, the next queue refuses it (`queue_at`). A waiter that leaves may have been
         // the head: the next one may fit now, and no release may come to serve it.
-        if let Some(budget) = queued_at {
-            if budget.dequeue(self) {
+        if let Some((budget, key)) = queued_at {
+            if budget.dequeue(key) {
                 budget.serve_if_waiting();
             }
         }

@@ -31,6 +31,7 @@ pub use task_budget::TaskBudget;
 
 use super::{MkAllocError, RuntimeMemory};
 use crate::heap::{Account, AccountRef};
+use crate::sync::wait_list::WaitKey;
 use crate::sync::{lock, AtomicUsize, Mutex, Ordering::SeqCst};
 use acquire::Waiter;
 use evict::Evictables;
@@ -444,9 +445,9 @@ impl MkBudget {
         self.inner.waiters.enqueue(self, waiter);
     }
 
-    /// Removes `waiter` if it is still queued here; `true` if it was.
-    fn dequeue(&self, waiter: &Arc<Waiter>) -> bool {
-        self.inner.waiters.dequeue(waiter)
+    /// Removes the waiter queued here under `key`, if it still is; `true` if it was.
+    fn dequeue(&self, key: WaitKey) -> bool {
+        self.inner.waiters.dequeue(key)
     }
 
     pub(crate) fn capacity_reached(&self, requested: usize) -> MkAllocError {
@@ -542,6 +543,46 @@ mod tests {
         };
         assert_eq!(budget.used(), 7);
         drop((guard, held));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn requests_withdrawn_from_the_middle_and_the_back_keep_the_others_in_order() {
+        let budget = MkBudget::new(10);
+        let held = budget.try_acquire(10).unwrap();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut reqs: Vec<_> = [3, 4, 2, 5]
+            .into_iter()
+            .map(|n| Some(Box::pin(budget.acquire(n))))
+            .collect();
+        for r in reqs.iter_mut().flatten() {
+            assert!(r.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(budget.waiting(), 4);
+        reqs[1] = None; // the middle
+        reqs[3] = None; // the back
+        assert_eq!((budget.waiting(), budget.used()), (2, 10));
+        // Queued after the withdrawals (in a reused slot): behind the others.
+        let mut late = Box::pin(budget.acquire(6));
+        assert!(late.as_mut().poll(&mut cx).is_pending());
+        drop(held);
+        // 3 + 2 are served; 6 does not fit in the 5 left.
+        let mut guards = Vec::new();
+        for r in [0, 2] {
+            let Some(Poll::Ready(Ok(g))) = reqs[r].as_mut().map(|f| f.as_mut().poll(&mut cx))
+            else {
+                panic!("request {r} is served in order")
+            };
+            guards.push(g);
+        }
+        assert!(late.as_mut().poll(&mut cx).is_pending());
+        assert_eq!((budget.used(), budget.waiting()), (5, 1));
+        drop(guards);
+        let Poll::Ready(Ok(g)) = late.as_mut().poll(&mut cx) else {
+            panic!("the late request is served once the others release")
+        };
+        assert_eq!((budget.used(), budget.waiting()), (6, 0));
+        drop(g);
         assert_eq!(budget.used(), 0);
     }
 

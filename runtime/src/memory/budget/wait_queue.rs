@@ -4,15 +4,21 @@
 //! while it fits: the releaser charges the head's bytes on its behalf, then wakes it, so a large
 //! request at the head is never overtaken. A head refused by another budget on its path moves to
 //! that budget's queue.
+//!
+//! The queue is the runtime's [`WaitList`] of shared waiter records: the queue allocates nothing
+//! per wait once it has grown (the record itself is one allocation per wait), and a withdrawn
+//! request leaves it in O(1) by the key its record keeps (`Waiter::queue_at`); the key's generation makes a key left over from a
+//! queue the waiter has since left name nothing. A waiter's waker stays in its record, which a
+//! serve reaches after leaving this queue's lock.
 
 use super::acquire::Waiter;
 use super::MkBudget;
+use crate::sync::wait_list::{WaitKey, WaitList};
 use crate::sync::{load_store_buffered, lock, AtomicUsize, Mutex, Ordering::SeqCst};
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 pub(super) struct WaitQueue {
-    queue: Mutex<VecDeque<Arc<Waiter>>>,
+    queue: Mutex<WaitList<Arc<Waiter>>>,
     /// `queue.len()`, readable without the lock (fair charging reads it on every charge).
     num_waiting: AtomicUsize,
 }
@@ -20,7 +26,7 @@ pub(super) struct WaitQueue {
 impl WaitQueue {
     pub(super) fn new() -> WaitQueue {
         WaitQueue {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(WaitList::new()),
             num_waiting: AtomicUsize::new(0),
         }
     }
@@ -46,10 +52,13 @@ impl WaitQueue {
     pub(super) fn enqueue(&self, budget: &MkBudget, waiter: Arc<Waiter>) {
         {
             let mut queue = lock(&self.queue);
-            if !waiter.queue_at(budget) {
+            let key = queue.push_back(waiter);
+            let queued = queue.state(key).is_some_and(|w| w.queue_at(budget, key));
+            if !queued {
+                // The caller's reference keeps the record alive: this is not its last drop.
+                let _ = queue.remove(key);
                 return;
             }
-            queue.push_back(waiter);
             self.num_waiting.fetch_add(1, SeqCst);
         }
         // Heap frees lower this budget's count without a release through it.
@@ -57,15 +66,16 @@ impl WaitQueue {
         self.serve(budget);
     }
 
-    /// Removes `waiter` if it is still queued here; `true` if it was.
-    pub(super) fn dequeue(&self, waiter: &Arc<Waiter>) -> bool {
+    /// Removes the waiter queued under `key` if it still is; `true` if it was. A key from
+    /// before the waiter left this queue (served, moved) names nothing.
+    pub(super) fn dequeue(&self, key: WaitKey) -> bool {
         let mut queue = lock(&self.queue);
-        let Some(pos) = queue.iter().position(|w| Arc::ptr_eq(w, waiter)) else {
-            return false;
-        };
-        queue.remove(pos);
-        self.num_waiting.fetch_sub(1, SeqCst);
-        true
+        // The canceller holds a reference: dropping this one under the lock frees nothing.
+        let removed = queue.remove(key).is_some();
+        if removed {
+            self.num_waiting.fetch_sub(1, SeqCst);
+        }
+        removed
     }
 
     /// Serves queued requests from the head while they fit. A head blocked by another budget
@@ -78,24 +88,28 @@ impl WaitQueue {
         let mut cancelled = Vec::new();
         {
             let mut queue = lock(&self.queue);
-            while let Some(head) = queue.front() {
-                if head.is_cancelled() {
-                    cancelled.push(queue.pop_front());
-                    self.num_waiting.fetch_sub(1, SeqCst);
-                    continue;
-                }
-                // Unserved: serving the rolled-back levels now could take this queue's lock
-                // again (the head's own budget is often this one).
-                match head.origin().try_charge_unserved(head.bytes()) {
-                    Ok(()) => granted.push(queue.pop_front()),
-                    Err(refused) => {
+            while let Some(key) = queue.front() {
+                let Some(head) = queue.state(key) else {
+                    unreachable!("the front key is current")
+                };
+                let outcome = if head.is_cancelled() {
+                    None
+                } else {
+                    // Unserved: serving the rolled-back levels now could take this queue's lock
+                    // again (the head's own budget is often this one).
+                    Some(head.origin().try_charge_unserved(head.bytes()))
+                };
+                match outcome {
+                    None => cancelled.push(queue.remove(key)),
+                    Some(Ok(())) => granted.push(queue.remove(key)),
+                    Some(Err(refused)) => {
                         let blocked_here = refused.full.same(budget);
                         let full = refused.full.clone();
                         rolled_back.push(refused);
                         if blocked_here {
                             break;
                         }
-                        moved.push((queue.pop_front(), full));
+                        moved.push((queue.remove(key), full));
                     }
                 }
                 self.num_waiting.fetch_sub(1, SeqCst);
@@ -106,11 +120,11 @@ impl WaitQueue {
         for refused in rolled_back {
             refused.serve_rolled_back();
         }
-        for waiter in granted.into_iter().flatten() {
+        for (waiter, _) in granted.into_iter().flatten() {
             waiter.grant();
         }
         for (waiter, full) in moved {
-            if let Some(waiter) = waiter {
+            if let Some((waiter, _)) = waiter {
                 full.enqueue(waiter);
             }
         }

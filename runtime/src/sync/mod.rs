@@ -1,6 +1,8 @@
 //! Synchronisation primitives used by the engine, switched to loom's checked versions under
 //! `--cfg loom` so the loom models exercise the real task, scheduler, budget and chunk code, not
-//! a copy.
+//! a copy; and the one waiter list ([`wait_list`]) every queue of waiting requests is built on.
+
+pub mod wait_list;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{
