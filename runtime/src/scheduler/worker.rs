@@ -205,8 +205,7 @@ struct Drain;
 impl Drop for Drain {
     fn drop(&mut self) {
         if let Some(core) = uninstall() {
-            drop(core.lifo.take());
-            while core.local.pop().is_some() {}
+            core.drain();
         }
     }
 }
@@ -330,12 +329,7 @@ impl Core {
     /// Before this worker's state is kept for a later run (current-thread scheduler): the LIFO
     /// task goes to the local queue, and the tasks that yielded are woken into it.
     pub(super) fn set_aside(&self) {
-        if context::has_deferred() {
-            let wakers = context::take_deferred();
-            self.waking_deferred.set(true);
-            crate::unwind::wake_all(wakers);
-            self.waking_deferred.set(false);
-        }
+        self.wake_yielded();
         if let Some(task) = self.lifo.take() {
             let _engine = heap::engine();
             self.local.push(task);
@@ -355,6 +349,11 @@ impl Core {
     /// tasks queued already: a yielding task lets timers, I/O and every queued task go first.
     fn wake_deferred(&self) {
         self.shared.driver.turn_nonblocking();
+        self.wake_yielded();
+    }
+
+    /// Queues the tasks that yielded since the last driver turn behind the tasks queued already.
+    fn wake_yielded(&self) {
         if !context::has_deferred() {
             return;
         }
