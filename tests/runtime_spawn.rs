@@ -467,3 +467,54 @@ fn work_spawned_on_one_worker_is_stolen_by_the_others() {
         );
     });
 }
+
+#[test]
+fn a_worker_kept_busy_by_a_yielding_task_still_takes_a_blocked_workers_backlog() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    with_timeout(DEADLINE, || {
+        let rt = runtime(2);
+        // The worker the yielding task ran on last (`usize::MAX` until it first runs).
+        let yielder_at = Arc::new(AtomicUsize::new(usize::MAX));
+        let stop = Arc::new(AtomicBool::new(false));
+        let yielder = {
+            let (at, stop) = (yielder_at.clone(), stop.clone());
+            rt.spawn(async move {
+                while !stop.load(SeqCst) {
+                    at.store(memkit_async::runtime::worker_index().unwrap(), SeqCst);
+                    memkit_async::task::yield_now().await;
+                }
+            })
+        };
+        wait_until("the yielding task runs", || {
+            yielder_at.load(SeqCst) != usize::MAX
+        });
+        // A task on the other worker queues a sibling behind itself, then blocks that worker
+        // in a long poll until the sibling ran: only the yielding task's worker can run it.
+        let sibling_ran = loop {
+            let at = yielder_at.clone();
+            let blocked = rt.block_on(rt.spawn(async move {
+                if memkit_async::runtime::worker_index() == Some(at.load(SeqCst)) {
+                    return None; // on the yielding task's worker: try again
+                }
+                let ran = Arc::new(AtomicBool::new(false));
+                let flag = ran.clone();
+                drop(spawn(async move { flag.store(true, SeqCst) }));
+                let give_up = std::time::Instant::now() + Duration::from_secs(5);
+                while !ran.load(SeqCst) && std::time::Instant::now() < give_up {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Some(ran.load(SeqCst))
+            }));
+            if let Some(ran) = blocked.unwrap() {
+                break ran;
+            }
+        };
+        stop.store(true, SeqCst);
+        rt.block_on(yielder).unwrap();
+        assert!(
+            sibling_ran,
+            "the sibling waited 5 s behind a blocked worker while the other only ran a yielding task"
+        );
+    });
+}

@@ -49,6 +49,14 @@ pub(crate) fn has_deferred() -> bool {
         .unwrap_or(false)
 }
 
+/// Swaps this thread's wakers of the tasks that yielded with `batch` (passed in empty): the
+/// caller wakes them from `batch` and passes the emptied buffer back next time, so a worker
+/// whose tasks keep yielding allocates nothing per round (a reallocation takes the allocator's
+/// arena lock, which two workers sharing an arena then contend on).
+pub(crate) fn swap_deferred(batch: &mut Vec<Waker>) {
+    let _ = DEFERRED.try_with(|d| std::mem::swap(&mut *d.borrow_mut(), batch));
+}
+
 /// The wakers of the tasks that yielded on this thread since the last call.
 pub(crate) fn take_deferred() -> Vec<Waker> {
     DEFERRED
