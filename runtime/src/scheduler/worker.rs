@@ -17,7 +17,6 @@ use crate::sync::Ordering::SeqCst;
 use crate::task_core::Notified;
 use crossbeam_deque::{Steal, Worker};
 use crossbeam_utils::sync::Parker;
-use crossbeam_utils::Backoff;
 use std::cell::Cell;
 use std::ptr;
 use std::sync::Arc;
@@ -136,8 +135,6 @@ pub(super) struct Core {
     waking_deferred: Cell<bool>,
     /// When this worker last served budgets waiting for heap memory.
     waiters_served: Cell<Instant>,
-    /// How long this worker has looked for work in vain since its last poll (`spin_before_park`).
-    idle: Backoff,
     /// Set while a task is polled from the loop: only then may the poll hand the core off.
     polling: Cell<bool>,
     rng: Cell<u64>,
@@ -186,7 +183,6 @@ impl WorkerParts {
                     yielded: Cell::new(Vec::new()),
                     waking_deferred: Cell::new(false),
                     waiters_served: Cell::new(Instant::now()),
-                    idle: Backoff::new(),
                     polling: Cell::new(false),
                     rng: Cell::new(
                         0x9E37_79B9_7F4A_7C15
@@ -283,7 +279,6 @@ pub(super) fn run_loop<T>(mut main: Option<&mut impl FnMut() -> Poll<T>>) -> (St
                     None => return (Stop::HandedOff, None),
                 }
             }
-            None if core.spin_before_park() => {}
             None => core.park(),
         }
     }
@@ -340,7 +335,6 @@ pub(crate) fn on_current_thread_worker() -> bool {
 
 impl Core {
     fn before_poll(&self) {
-        self.idle.reset();
         if self.searching.replace(false) && self.shared.idle.transition_from_searching() {
             // We were the last one looking: hand the search on in case more work is queued.
             self.shared.notify_parked();
@@ -451,19 +445,6 @@ impl Core {
                 Steal::Retry => continue,
             }
         }
-    }
-
-    /// Out of work: spins (then yields the thread) a few times before parking, `false` once
-    /// that backoff is spent. A worker that looks again for a few microseconds is found by
-    /// `notify_parked` as searching, so a task spawned or woken just after it ran dry costs no
-    /// wake-up syscall. The current-thread worker parks at once: nobody else queues its work.
-    fn spin_before_park(&self) -> bool {
-        if self.shared.current_thread || self.idle.is_completed() {
-            self.idle.reset();
-            return false;
-        }
-        self.idle.snooze();
-        true
     }
 
     /// Whether this worker, out of queued tasks but with tasks that yielded, steals first this
