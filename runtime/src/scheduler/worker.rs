@@ -365,8 +365,7 @@ impl Core {
     pub(super) fn set_aside(&self) {
         self.wake_yielded();
         if let Some(task) = self.lifo.take() {
-            let _engine = heap::engine();
-            self.local.push(task);
+            self.push_local(task);
         }
         if self.searching.replace(false) {
             self.shared.idle.transition_from_searching();
@@ -568,22 +567,25 @@ impl Core {
     pub(super) fn schedule_lifo(&self, task: Notified) {
         if self.waking_deferred.get() {
             // Behind the queued tasks; `wake_yielded` notifies once for the batch.
-            let _engine = heap::engine();
-            self.local.push(task);
-            return;
+            return self.push_local(task);
         }
         if let Some(prev) = self.lifo.replace(Some(task)) {
-            let _engine = heap::engine();
-            self.local.push(prev);
+            self.push_local(prev);
             self.shared.notify_parked();
         }
     }
 
     /// Queues a spawned or yielding task behind this worker's queued tasks.
     pub(super) fn schedule_back(&self, task: Notified) {
+        self.push_local(task);
+        self.shared.notify_parked();
+    }
+
+    /// Pushes `task` behind this worker's queued tasks, waking nobody. The queue's blocks are
+    /// the runtime's memory, not the running task's.
+    fn push_local(&self, task: Notified) {
         let _engine = heap::engine();
         self.local.push(task);
-        self.shared.notify_parked();
     }
 
     fn next_random(&self) -> u64 {
