@@ -4,9 +4,10 @@
 use memkit_async::runtime::Builder;
 use memkit_async::task::{self, coop};
 use memkit_async::{MkAsyncChannel, MkBackpressure};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Units a poll starts with.
 const UNITS: usize = 128;
@@ -197,6 +198,37 @@ fn yield_now_lets_a_timer_that_came_due_run_first() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "waits on a timer")]
+fn a_spent_budget_lets_a_timer_that_came_due_run_first() {
+    let rt = Builder::new().worker_threads(1).build().unwrap();
+    let fired_first = rt
+        .block_on(rt.spawn(async {
+            let fired = Arc::new(AtomicBool::new(false));
+            let flag = fired.clone();
+            memkit_async::spawn(async move {
+                memkit_async::time::sleep(Duration::from_millis(1)).await;
+                flag.store(true, SeqCst);
+            });
+            // Lets the sibling start its sleep.
+            task::yield_now().await;
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(5) {
+                std::hint::spin_loop();
+            }
+            // The sleep is due; spending the poll's units gives the worker back.
+            for _ in 0..=UNITS {
+                task::consume_budget().await;
+            }
+            fired.load(SeqCst)
+        }))
+        .unwrap();
+    assert!(
+        fired_first,
+        "the worker turned its driver before resuming the task that spent its budget"
+    );
+}
+
+#[test]
 #[cfg_attr(miri, ignore = "a thousand timer ticks")]
 fn a_one_nanosecond_interval_in_burst_mode_gives_its_worker_back() {
     let rt = Builder::new().worker_threads(1).build().unwrap();
@@ -214,4 +246,100 @@ fn a_one_nanosecond_interval_in_burst_mode_gives_its_worker_back() {
         .unwrap();
     // Every tick is due at once (missed ticks burst), one unit each: the 129th yields.
     assert_eq!(seen, UNITS + 1);
+}
+
+/// A one-worker runtime whose worker is held by `hot`, a loop on resources that are always
+/// ready which counts its rounds in `rounds` until `stop` is set. Returns how long a 10 ms
+/// sleep took in a task and in `block_on`, and how many rounds the loop made while each slept
+/// (more than none: the worker was held all along).
+fn sleeps_beside(
+    hot: impl Future<Output = ()> + Send + 'static,
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicUsize>,
+) -> [(Duration, usize); 2] {
+    within(Duration::from_secs(60), move || {
+        let rt = Builder::new().worker_threads(1).build().unwrap();
+        let busy = rt.spawn(hot);
+        while rounds.load(SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let timed_sleep = |rounds: Arc<AtomicUsize>| async move {
+            let (at, before) = (Instant::now(), rounds.load(SeqCst));
+            memkit_async::time::sleep(Duration::from_millis(10)).await;
+            (at.elapsed(), rounds.load(SeqCst) - before)
+        };
+        let in_task = rt.block_on(rt.spawn(timed_sleep(rounds.clone()))).unwrap();
+        let in_block_on = rt.block_on(timed_sleep(rounds.clone()));
+        stop.store(true, SeqCst);
+        rt.block_on(busy).unwrap();
+        [in_task, in_block_on]
+    })
+}
+
+fn assert_on_time(sleeps: [(Duration, usize); 2]) {
+    for ((took, rounds), place) in sleeps.into_iter().zip(["in a task", "in block_on"]) {
+        assert!(
+            rounds > 0,
+            "{place}: the loop did not run while the sleep was pending"
+        );
+        assert!(
+            took >= Duration::from_millis(10) && took < Duration::from_millis(50),
+            "{place}: a 10 ms sleep took {took:?} beside the loop"
+        );
+    }
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "waits on a timer")]
+fn an_always_ready_channel_loop_delays_no_10ms_sleep_past_50ms() {
+    let (stop, rounds) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let hot = {
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        async move {
+            let (tx, mut rx) = MkAsyncChannel::bounded(1, MkBackpressure::Wait);
+            while !stop.load(SeqCst) {
+                tx.send(1u8).await.unwrap();
+                rx.recv().await.unwrap();
+                rounds.fetch_add(1, SeqCst);
+            }
+        }
+    };
+    assert_on_time(sleeps_beside(hot, stop, rounds));
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "sockets")]
+fn an_always_readable_tcp_loop_delays_no_10ms_sleep_past_50ms() {
+    use futures::io::AsyncReadExt;
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Keeps the socket's receive buffer full: the reader below finds bytes on every read.
+    let writer = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let chunk = [7u8; 64 * 1024];
+        while conn.write_all(&chunk).is_ok() {}
+    });
+    let (stop, rounds) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let hot = {
+        let (stop, rounds) = (stop.clone(), rounds.clone());
+        async move {
+            let mut conn = memkit_async::net::TcpStream::connect(addr).await.unwrap();
+            let mut buf = [0u8; 16];
+            while !stop.load(SeqCst) {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the writer never closes first");
+                rounds.fetch_add(1, SeqCst);
+            }
+            // Dropping the stream fails the writer's next write, which ends its thread.
+        }
+    };
+    assert_on_time(sleeps_beside(hot, stop, rounds));
+    writer.join().unwrap();
 }

@@ -7,8 +7,9 @@
 //! each turn of `block_on`) therefore starts with a budget of `INITIAL` units. Every operation
 //! on a memkit resource that completes (a channel send or receive, a semaphore, pool or budget
 //! acquisition, a barrier wait, a joined task, a fired sleep or interval tick, a socket read,
-//! write or accept) takes one unit; once none is left, the next such operation wakes the task
-//! and returns `Pending`, so the task goes behind the others on its worker. An operation that
+//! write or accept) takes one unit; once none is left, the next such operation returns
+//! `Pending` and the task runs again after its worker has turned its driver (fired the timers
+//! and I/O now due) and run the tasks queued by then, as after `yield_now`. An operation that
 //! returns `Pending` anyway gives its unit back.
 //!
 //! Resources written outside this crate take part through [`poll_proceed`].
@@ -46,8 +47,8 @@ fn set(units: Option<u8>) -> BudgetGuard {
 }
 
 /// Takes one unit of the polled task's budget for an operation about to complete, or, with
-/// none left, wakes the task and returns `Pending`: the operation must then return `Pending`
-/// too, without doing anything.
+/// none left, schedules the task again (after its worker's next driver turn) and returns
+/// `Pending`: the operation must then return `Pending` too, without doing anything.
 ///
 /// The returned value gives the unit back when dropped, unless
 /// [`made_progress`](RestoreOnPending::made_progress) was called: call it once the operation
@@ -82,8 +83,11 @@ pub fn poll_proceed(cx: &mut Context<'_>) -> Poll<RestoreOnPending> {
     match taken {
         Ok(Some(unit)) => Poll::Ready(unit),
         Ok(None) => {
-            // Out of units: run again behind the tasks queued on this worker.
-            cx.waker().wake_by_ref();
+            // Out of units: on a worker, run again once it has turned its driver (timers and
+            // I/O first, as `yield_now`); elsewhere, behind the tasks queued already.
+            if !crate::context::defer(cx.waker()) {
+                cx.waker().wake_by_ref();
+            }
             Poll::Pending
         }
         // The thread is being torn down: no budget applies.
