@@ -85,6 +85,34 @@ fn evict_drops_the_least_recently_inserted_entries() {
 }
 
 #[test]
+fn a_refilled_cache_evicts_its_oldest_chunk_not_every_entry() {
+    with_timeout(DEADLINE, || {
+        runtime(2).block_on(async {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let cache = MkAsyncCache::new(2 * CHUNK);
+            for i in 0..4u32 {
+                cache.insert(i, Blob::new(&drops)).await.unwrap();
+            }
+            cache.clear();
+            assert_eq!((cache.used_bytes(), drops.load(SeqCst)), (0, 4));
+            // Refilled, the arena grows again, but no chunk beyond half the capacity: one
+            // chunk as large as the cache would take every entry with it when the next
+            // insert needs room.
+            for i in 10..=18u32 {
+                cache.insert(i, Blob::new(&drops)).await.unwrap();
+            }
+            let kept: Vec<u32> = (10..=18).filter(|k| cache.contains_key(k)).collect();
+            assert_eq!(kept, (14..=18).collect::<Vec<_>>());
+            assert_eq!(cache.evicted(), 4);
+            assert_eq!(cache.used_bytes(), 2 * CHUNK);
+            assert_eq!(drops.load(SeqCst), 8);
+            drop(cache);
+            assert_eq!(drops.load(SeqCst), 13);
+        });
+    });
+}
+
+#[test]
 fn other_evicting_users_of_the_budget_reclaim_from_the_cache() {
     with_timeout(DEADLINE, || {
         runtime(2).block_on(async {

@@ -306,8 +306,12 @@ impl Model {
         let smallest = chunk_size_for(layout.size()).ok_or(overflow.clone())?;
         let grown = chunk_size_for(layout.size().max(self.arenas[a].next_size)).ok_or(overflow)?;
         let budget = self.arenas[a].budget;
-        // The growth step only if it fits right now; else the smallest chunk, under the policy.
-        let size = if grown > smallest && self.try_charge(budget, grown).is_ok() {
+        // The growth step only if it is at most half the arena's budget and fits right now;
+        // else the smallest chunk, under the policy.
+        let size = if grown > smallest
+            && grown <= self.budgets[budget].limit / 2
+            && self.try_charge(budget, grown).is_ok()
+        {
             grown
         } else {
             self.acquire(budget, smallest, api)?;

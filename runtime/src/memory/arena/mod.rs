@@ -319,9 +319,12 @@ impl Arena {
 /// `grown` bytes of `budget` for an arena's next chunk, if the budget has them right now (no
 /// waiting, no eviction); otherwise the arena grows by the smallest chunk, under the budget's
 /// policy, so a step larger than what is free (or than the limit) never makes a request wait
-/// or fail.
+/// or fail. A grown chunk takes at most half the budget's limit: one live value in a chunk
+/// keeps all of it charged, and a chunk as large as the budget would leave eviction nothing
+/// to give back short of every value, nor another thread room for a chunk of its own.
 pub(crate) fn grow_now(budget: &MkBudget, grown: usize, smallest: usize) -> Option<MkBudgetGuard> {
-    (grown > smallest && budget.try_charge_fair(grown).is_ok()).then(|| budget.guard(grown))
+    (grown > smallest && grown <= budget.limit() / 2 && budget.try_charge_fair(grown).is_ok())
+        .then(|| budget.guard(grown))
 }
 
 /// A chunk an arena has let go of, retired when this drops. Retiring a chunk in which nothing

@@ -95,34 +95,23 @@ impl<T> MkAsyncBox<T> {
 
     /// Moves the value out, freeing its arena slot.
     pub fn into_inner(this: MkAsyncBox<T>) -> T {
+        MkAsyncBox::into_inner_counted(this).0
+    }
+
+    /// Moves the value out, as [`into_inner`](Self::into_inner) does, with the bytes freeing its
+    /// slot gave back to the budget (its chunk's, if the slot was the last live object of a
+    /// retired chunk). The slot is free before the caller drops the value.
+    pub(crate) fn into_inner_counted(this: MkAsyncBox<T>) -> (T, usize) {
         let this = ManuallyDrop::new(this);
         // SAFETY: the value is initialised and read once; the slot is freed right after and
         // `this` is never dropped.
         let value = unsafe { this.ptr.as_ptr().read() };
-        free(this.chunk);
-        value
-    }
-
-    /// Drops the box, as `drop` does, and returns the bytes freeing its slot gave back to the
-    /// budget: its chunk's, if the slot was the last live object of a retired chunk.
-    pub(crate) fn drop_counted(this: MkAsyncBox<T>) -> usize {
-        let mut this = ManuallyDrop::new(this);
-        let free = FreeOnDrop(this.chunk.take());
-        // SAFETY: the value is initialised and dropped once, here; `this` is never dropped.
-        unsafe { this.ptr.as_ptr().drop_in_place() };
-        free.now()
+        (value, free(this.chunk))
     }
 }
 
 /// Frees a slot when dropped: after its value's drop, even if that panics.
 struct FreeOnDrop(Option<NonNull<Chunk>>);
-
-impl FreeOnDrop {
-    /// Frees the slot now; the bytes that gave back to the budget.
-    fn now(mut self) -> usize {
-        free(self.0.take())
-    }
-}
 
 impl Drop for FreeOnDrop {
     #[inline(always)]

@@ -12,7 +12,12 @@
 //!   exceptions a locked map cannot avoid.)
 //! - Eviction waits for the arena mutex to give back an emptied chunk: nobody holds it for
 //!   longer than a bump or a chunk installation.
+//! - A value is in the table or in transit (memory/containers/transit.rs): the transit opens
+//!   under the lock its value leaves or enters by (the arena's for an insert, the table's for a
+//!   removal, replacement or eviction) and closes once it has landed or its slot is free. An
+//!   eviction that finds nothing to drop while a transit was open looks again, boundedly.
 
+use super::transit::{Transit, Transits};
 use crate::memory::arena::shared::{self, Charge, Spare, Step};
 use crate::memory::arena::{Arena, Mode};
 use crate::memory::{MkAllocError, MkAsyncBox, MkBackpressure, MkBudget, MkBudgetGuard};
@@ -38,8 +43,8 @@ use std::sync::{Arc, Mutex};
 /// The cache also registers itself as an evictable consumer of its budget: any other
 /// allocation on that budget (or a child of it) under the `Evict` policy reclaims memory from
 /// it the same way. Memory comes back at chunk granularity (chunks grow from 4 KiB as the cache
-/// fills): a chunk's bytes return once every entry in it is gone, and dropping the oldest
-/// entries empties the oldest chunks first.
+/// fills, each at most half the capacity): a chunk's bytes return once every entry in it is
+/// gone, and dropping the oldest entries empties the oldest chunks first.
 ///
 /// ```
 /// use memkit_async_runtime::memory::MkAsyncCache;
@@ -63,6 +68,8 @@ struct Inner<K, V> {
     budget: MkBudget,
     arena: Mutex<Box<Arena>>,
     table: Mutex<Table<K, V>>,
+    /// Values between the arena and the table (memory/containers/transit.rs).
+    transits: Transits,
     evicted: AtomicU64,
 }
 
@@ -82,12 +89,13 @@ struct Entry<V> {
 }
 
 impl<V> Entry<V> {
-    /// Drops the entry; the bytes that gave back to the budget: what the value owned outside
-    /// the arena, and its slot's chunk if the value was the last one alive in it.
-    fn drop_counted(self) -> usize {
+    /// Takes the value out and frees its slot, with the bytes that gave back to the budget:
+    /// what the value owned outside the arena, and its slot's chunk if the value was the last
+    /// one alive in it.
+    fn take_counted(self) -> (V, usize) {
         let Entry { value, extra, .. } = self;
-        let released = MkAsyncBox::drop_counted(value);
-        released + extra.map_or(0, |guard| guard.bytes())
+        let (value, released) = MkAsyncBox::into_inner_counted(value);
+        (value, released + extra.map_or(0, |guard| guard.bytes()))
     }
 }
 
@@ -116,6 +124,7 @@ where
                 order: VecDeque::new(),
                 next_seq: 0,
             }),
+            transits: Transits::default(),
             evicted: AtomicU64::new(0),
         });
         let consumer: Arc<dyn MkEvictable> = inner.clone();
@@ -136,13 +145,14 @@ where
             n => Some(self.inner.budget.acquire(n).await?),
         };
         let inner = &*self.inner;
+        let mut landing = None;
         let block = shared::alloc(&inner.budget, |charge, spare| {
-            inner.step(Layout::new::<V>(), charge, spare)
+            inner.step(Layout::new::<V>(), charge, spare, &mut landing)
         })
         .await?;
         // SAFETY: the block is fresh and laid out for `V`.
         let value = unsafe { MkAsyncBox::write(block, value) };
-        Ok(self.put(key, value, extra))
+        Ok(self.put(key, value, extra, landing))
     }
 
     /// As [`insert`](Self::insert), never waiting (`Evict` still evicts).
@@ -155,22 +165,30 @@ where
             n => Some(self.inner.budget.try_acquire(n)?),
         };
         let inner = &*self.inner;
+        let mut landing = None;
         let block = shared::try_alloc(&inner.budget, |charge, spare| {
-            inner.step(Layout::new::<V>(), charge, spare)
+            inner.step(Layout::new::<V>(), charge, spare, &mut landing)
         })?;
         // SAFETY: the block is fresh and laid out for `V`.
         let value = unsafe { MkAsyncBox::write(block, value) };
-        Ok(self.put(key, value, extra))
+        Ok(self.put(key, value, extra, landing))
     }
 
     fn extra_bytes(&self, value: &V) -> usize {
         value.byte_size().saturating_sub(size_of::<V>())
     }
 
-    fn put(&self, key: K, value: MkAsyncBox<V>, extra: Option<MkBudgetGuard>) -> Option<V> {
+    /// Puts the value in the table, closing the transit its allocation opened (`landing`).
+    fn put(
+        &self,
+        key: K,
+        value: MkAsyncBox<V>,
+        extra: Option<MkBudgetGuard>,
+        landing: Option<Transit<'_>>,
+    ) -> Option<V> {
         let ordered = key.clone();
         let mut dead = Vec::new();
-        let old = {
+        let (old, leaving) = {
             let mut table = lock(&self.inner.table);
             let seq = table.next_seq;
             table.next_seq += 1;
@@ -185,10 +203,15 @@ where
                 }
             };
             table.compact(&mut dead);
-            old
+            // The replaced value is in transit until its slot is freed.
+            let leaving = old.as_ref().map(|_| self.inner.transits.open());
+            (old, leaving)
         };
+        drop(landing);
+        let old = old.map(|e| e.take_counted().0);
+        drop(leaving);
         drop(dead);
-        old.map(|e| MkAsyncBox::into_inner(e.value))
+        old
     }
 
     /// A clone of the value under `key`. The value is cloned with the cache locked: a `Clone`
@@ -230,22 +253,33 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let entry = lock(&self.inner.table).entries.remove_entry(key);
-        let value = entry.map(|(_key, e)| MkAsyncBox::into_inner(e.value));
+        let (entry, leaving) = {
+            let mut table = lock(&self.inner.table);
+            let entry = table.entries.remove_entry(key);
+            let leaving = entry.as_ref().map(|_| self.inner.transits.open());
+            (entry, leaving)
+        };
+        let value = entry.map(|(key, e)| (key, e.take_counted().0));
+        drop(leaving);
         self.inner.release_unused_chunk();
-        value
+        value.map(|(_key, value)| value)
     }
 
     /// Removes every entry.
     pub fn clear(&self) {
-        let taken = {
+        let (order, entries, leaving) = {
             let mut table = lock(&self.inner.table);
-            (
-                std::mem::take(&mut table.order),
-                std::mem::take(&mut table.entries),
-            )
+            let entries = std::mem::take(&mut table.entries);
+            let leaving = (!entries.is_empty()).then(|| self.inner.transits.open());
+            (std::mem::take(&mut table.order), entries, leaving)
         };
-        drop(taken);
+        // Every slot is freed before any key or value is dropped.
+        let taken: Vec<(K, V)> = entries
+            .into_iter()
+            .map(|(key, e)| (key, e.take_counted().0))
+            .collect();
+        drop(leaving);
+        drop((order, taken));
         self.inner.release_unused_chunk();
     }
 }
@@ -328,14 +362,21 @@ impl<K: Eq + Hash, V> Table<K, V> {
 }
 
 impl<K, V> Inner<K, V> {
-    /// One step of an allocation in the cache's arena, with the arena locked for it.
-    fn step(
-        &self,
+    /// One step of an allocation in the cache's arena, with the arena locked for it. The step
+    /// that allocates opens the value's transit (`landing`) under that lock.
+    fn step<'a>(
+        &'a self,
         layout: Layout,
         charge: Option<Charge>,
         spare: &mut Spare,
+        landing: &mut Option<Transit<'a>>,
     ) -> Result<Step, MkAllocError> {
-        lock(&self.arena).step_shared(layout, charge, spare)
+        let arena = lock(&self.arena);
+        let step = arena.step_shared(layout, charge, spare);
+        if let Ok(Step::Done(_)) = step {
+            *landing = Some(self.transits.open());
+        }
+        step
     }
 
     /// Gives the arena's current chunk back if nothing in it is alive (removals emptied it);
@@ -347,6 +388,11 @@ impl<K, V> Inner<K, V> {
     }
 }
 
+/// How many times one eviction looks again for values in transit before it gives up. A
+/// transit lasts a table insert or a slot's free, so one yield of the thread is almost always
+/// enough; the bound only matters when user code (a key's `clone`) stalls inside one.
+const LOOKS: u32 = 1000;
+
 impl<K, V> MkEvictable for Inner<K, V>
 where
     K: Eq + Hash + Send + 'static,
@@ -357,17 +403,36 @@ where
     /// back once emptied). Returns the bytes given back, counted as they are released rather
     /// than read from the budget, which other requests charge meanwhile: reading it, an
     /// eviction whose bytes another request took at once would look as if nothing was left.
+    ///
+    /// With nothing left to drop while other threads had values in transit (whose slots may
+    /// hold the chunk it needs), it looks again once they have landed: up to [`LOOKS`] times,
+    /// so a transit held for long (a key's `clone` that blocks) makes the request fail under
+    /// its policy rather than keep this thread busy.
     fn evict(&self, bytes_wanted: usize) -> usize {
         let mut released = 0;
+        let mut looks = 0;
         loop {
+            let mark = self.transits.mark();
             let mut dead = Vec::new();
-            let oldest = lock(&self.table).pop_oldest(&mut dead);
-            drop(dead);
-            let Some((key, entry)) = oldest else {
-                return released + self.release_unused_chunk();
+            let oldest = {
+                let mut table = lock(&self.table);
+                let oldest = table.pop_oldest(&mut dead);
+                oldest.map(|oldest| (oldest, self.transits.open()))
             };
-            drop(key);
-            released += entry.drop_counted();
+            drop(dead);
+            let Some(((key, entry), leaving)) = oldest else {
+                let freed = released + self.release_unused_chunk();
+                if freed == 0 && looks < LOOKS && self.transits.look_again(mark) {
+                    looks += 1;
+                    continue;
+                }
+                return freed;
+            };
+            let (value, bytes) = entry.take_counted();
+            drop(leaving);
+            // The user's drops run once the slot is free and the transit closed.
+            drop((key, value));
+            released += bytes;
             self.evicted.fetch_add(1, Ordering::Relaxed);
             if released >= bytes_wanted {
                 return released;

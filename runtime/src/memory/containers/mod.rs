@@ -8,6 +8,7 @@ mod byte_size;
 mod cache;
 mod frame;
 mod owned;
+mod transit;
 mod vec;
 
 pub use arena_task::MkArenaTask;
