@@ -40,6 +40,8 @@ pub struct Builder {
     chunk_pool_cap: usize,
     memory_stall_threshold: Duration,
     start_paused: bool,
+    event_interval: u32,
+    global_queue_interval: u32,
 }
 
 impl Default for Builder {
@@ -66,6 +68,8 @@ impl Builder {
             chunk_pool_cap: 32 << 20,
             memory_stall_threshold: Duration::from_secs(1),
             start_paused: false,
+            event_interval: 61,
+            global_queue_interval: 61,
         }
     }
 
@@ -209,12 +213,35 @@ impl Builder {
         self
     }
 
+    /// How many tasks a busy worker runs between two turns of the timer and I/O driver (an
+    /// idle worker waits in the driver, so this only matters under load). Lower fires timers
+    /// and wakes sockets sooner under load, at the cost of a driver turn more often. Default
+    /// 61, as tokio's; `build` rejects 0.
+    ///
+    /// ```
+    /// let rt = memkit_async_runtime::Builder::new().event_interval(31).build().unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn event_interval(&mut self, tasks: u32) -> &mut Self {
+        self.event_interval = tasks;
+        self
+    }
+
+    /// How many tasks a worker runs between two looks at the runtime's shared queue (tasks
+    /// spawned or woken from outside its workers) ahead of its own: lower serves those sooner
+    /// while the workers are busy with their own queues. Default 61; `build` rejects 0.
+    pub fn global_queue_interval(&mut self, tasks: u32) -> &mut Self {
+        self.global_queue_interval = tasks;
+        self
+    }
+
     /// Starts the runtime's worker threads.
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a zero worker or blocking thread count; the OS error if a thread
-    /// cannot be started (threads already started are stopped and joined first).
+    /// `InvalidInput` for a zero worker or blocking thread count, or a zero
+    /// `event_interval` or `global_queue_interval`; the OS error if a thread cannot be started
+    /// (threads already started are stopped and joined first).
     pub fn build(&mut self) -> io::Result<Runtime> {
         let current_thread = self.flavor == Flavor::CurrentThread;
         let workers =
@@ -233,6 +260,23 @@ impl Builder {
                  more, or leave it unset for 512",
             ));
         }
+        if self.event_interval == 0 {
+            return Err(invalid(
+                "event_interval(0): a busy worker must turn the timer and I/O driver after some \
+                 number of tasks; pass 1 or more, or leave it unset for 61",
+            ));
+        }
+        if self.global_queue_interval == 0 {
+            return Err(invalid(
+                "global_queue_interval(0): a worker must look at the shared queue after some \
+                 number of tasks; pass 1 or more, or leave it unset for 61",
+            ));
+        }
+        let config = scheduler::Config {
+            stall_after: self.memory_stall_threshold,
+            event_interval: self.event_interval,
+            global_queue_interval: self.global_queue_interval,
+        };
         let blocking = BlockingPool::new(PoolConfig {
             max_threads: self.max_blocking_threads,
             keep_alive: self.thread_keep_alive,
@@ -246,13 +290,13 @@ impl Builder {
         let bridge = TokioBridge::start()?;
         let driver = Arc::new(Driver::new(self.start_paused)?);
         let (scheduler, parts) = if current_thread {
-            let scheduler =
-                scheduler::Handle::new_current_thread(driver.clone(), self.memory_stall_threshold);
+            let scheduler = scheduler::Handle::new_current_thread(driver.clone(), config);
             (scheduler, Vec::new())
         } else {
-            scheduler::Handle::new(workers, driver.clone(), self.memory_stall_threshold)
+            scheduler::Handle::new(workers, driver.clone(), config)
         };
         let handle = Handle::new(Inner {
+            id: super::Id::next(),
             scheduler,
             memory: RuntimeMemory::new(root, workers, self.chunk_pool_cap),
             driver,
@@ -334,6 +378,8 @@ impl fmt::Debug for Builder {
             .field("memory_limit", &self.memory_limit)
             .field("memory_policy", &self.memory_policy)
             .field("start_paused", &self.start_paused)
+            .field("event_interval", &self.event_interval)
+            .field("global_queue_interval", &self.global_queue_interval)
             .finish_non_exhaustive()
     }
 }

@@ -2,7 +2,7 @@
 //! runtime is made of.
 
 use super::threads::WorkerThreads;
-use super::{block_on, context, RuntimeMetrics};
+use super::{block_on, context, Id, RuntimeMetrics};
 use crate::blocking::BlockingPool;
 use crate::context::NO_RUNTIME;
 use crate::driver::Driver;
@@ -34,6 +34,7 @@ pub struct Handle {
 
 /// The parts of a runtime, each the owner of its own state.
 pub(crate) struct Inner {
+    pub(crate) id: Id,
     pub(crate) scheduler: scheduler::Handle,
     pub(crate) memory: Arc<RuntimeMemory>,
     /// Timers and I/O; the scheduler's workers turn it.
@@ -157,6 +158,12 @@ impl Handle {
         self.inner.memory.root()
     }
 
+    /// This runtime's identifier, the same from every handle to it and unlike any other
+    /// runtime's in this process.
+    pub fn id(&self) -> Id {
+        self.inner.id
+    }
+
     /// Live counters of this runtime.
     pub fn metrics(&self) -> RuntimeMetrics {
         RuntimeMetrics {
@@ -168,6 +175,7 @@ impl Handle {
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
+            .field("id", &self.inner.id)
             .field("workers", &self.inner.scheduler.num_workers())
             .finish_non_exhaustive()
     }

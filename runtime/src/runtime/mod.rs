@@ -7,12 +7,14 @@ mod builder;
 mod cgroup;
 pub(crate) mod context;
 mod handle;
+mod id;
 mod metrics;
 mod threads;
 
 pub use block_in_place::block_in_place;
 pub use builder::Builder;
 pub use handle::{Handle, TryCurrentError};
+pub use id::Id;
 pub use metrics::{RuntimeMetrics, TaskMemoryStats};
 
 pub(crate) use handle::Inner;

@@ -59,6 +59,21 @@ struct Shared {
     driver: Arc<Driver>,
     /// Tasks held back for memory (with `MkGlobalAlloc` installed).
     held: held::Held,
+    /// Tasks a busy worker runs between two turns of the driver (`Config::event_interval`).
+    event_interval: u32,
+    /// Tasks a worker runs between two looks at the injector first (`Config::global_queue_interval`).
+    global_queue_interval: u32,
+}
+
+/// What the runtime's builder sets of the scheduler.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    /// How long a task held back for memory waits before it is reported.
+    pub(crate) stall_after: Duration,
+    /// Tasks a busy worker runs between two turns of the timer and I/O driver (at least 1).
+    pub(crate) event_interval: u32,
+    /// Tasks a worker runs between two looks at the injector before its own queue (at least 1).
+    pub(crate) global_queue_interval: u32,
 }
 
 /// The threads running a worker loop, and the worker of a current-thread scheduler while no
@@ -79,20 +94,20 @@ struct Remote {
 
 impl Handle {
     /// A scheduler of `workers` workers parking in `driver`, and the parts each worker thread
-    /// runs with ([`WorkerParts::run`]). A task held back for memory longer than `stall_after`
+    /// runs with ([`WorkerParts::run`]). A task held back for memory longer than `config.stall_after`
     /// is reported once.
     pub(crate) fn new(
         workers: usize,
         driver: Arc<Driver>,
-        stall_after: Duration,
+        config: Config,
     ) -> (Handle, Vec<WorkerParts>) {
-        Handle::build(workers, driver, stall_after, false)
+        Handle::build(workers, driver, config, false)
     }
 
     /// A scheduler of one worker that no thread of its own runs: `block_on`
     /// ([`drive`](Self::drive)) runs it on the calling thread.
-    pub(crate) fn new_current_thread(driver: Arc<Driver>, stall_after: Duration) -> Handle {
-        let (handle, mut parts) = Handle::build(1, driver, stall_after, true);
+    pub(crate) fn new_current_thread(driver: Arc<Driver>, config: Config) -> Handle {
+        let (handle, mut parts) = Handle::build(1, driver, config, true);
         let mut alive = lock_std(&handle.shared.alive);
         alive.running = 0;
         alive.idle_core = parts.pop();
@@ -103,7 +118,7 @@ impl Handle {
     fn build(
         workers: usize,
         driver: Arc<Driver>,
-        stall_after: Duration,
+        config: Config,
         current_thread: bool,
     ) -> (Handle, Vec<WorkerParts>) {
         let mut parts = Vec::with_capacity(workers);
@@ -133,7 +148,9 @@ impl Handle {
             current_thread,
             main_woken: AtomicBool::new(false),
             driver,
-            held: held::Held::new(stall_after),
+            held: held::Held::new(config.stall_after),
+            event_interval: config.event_interval,
+            global_queue_interval: config.global_queue_interval,
         });
         (Handle { shared }, parts)
     }

@@ -23,10 +23,6 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-/// How often the injector is checked before the local queue, so remote spawns are not starved
-/// by tasks that keep re-queueing locally.
-const GLOBAL_QUEUE_INTERVAL: u32 = 61;
-
 /// Consecutive polls from the LIFO slot before it yields to the local queue: a ping-ponging pair
 /// of tasks would otherwise keep the worker to itself.
 const MAX_LIFO_POLLS: u32 = 3;
@@ -39,9 +35,6 @@ const MAX_STEAL: usize = 128;
 
 /// How often a worker whose only work is tasks that yielded steals before waking them.
 const STEAL_INTERVAL: u32 = 61;
-
-/// How often a busy worker turns the timer and I/O driver without blocking.
-const DRIVER_INTERVAL: u32 = 61;
 
 thread_local! {
     // Without a destructor: a plain thread-local access on every wake-up from a worker.
@@ -125,7 +118,12 @@ pub(super) struct Core {
     lifo: Cell<Option<Notified>>,
     lifo_polls: Cell<u32>,
     searching: Cell<bool>,
-    tick: Cell<u32>,
+    /// Tasks left before the injector is checked ahead of the local queue, so remote spawns
+    /// are not starved by tasks that keep re-queueing locally (`Shared::global_queue_interval`).
+    to_injector: Cell<u32>,
+    /// Loop turns left before a busy worker turns the timer and I/O driver without blocking
+    /// (`Shared::event_interval`).
+    to_driver: Cell<u32>,
     /// Times the local queue ran dry while tasks that yielded were waiting (`steal_turn`).
     dry: Cell<u32>,
     /// The emptied buffer of the last batch of yielded tasks' wakers, swapped with the
@@ -178,7 +176,9 @@ impl WorkerParts {
                     lifo: Cell::new(None),
                     lifo_polls: Cell::new(0),
                     searching: Cell::new(false),
-                    tick: Cell::new(0),
+                    to_injector: Cell::new(scheduler.shared.global_queue_interval),
+                    // The first turn of the loop turns the driver.
+                    to_driver: Cell::new(1),
                     dry: Cell::new(0),
                     yielded: Cell::new(Vec::new()),
                     waking_deferred: Cell::new(false),
@@ -246,7 +246,7 @@ pub(super) fn run_loop<T>(mut main: Option<&mut impl FnMut() -> Poll<T>>) -> (St
                 // wakes itself: neither starves the other.
             }
         }
-        if core.tick.get() % DRIVER_INTERVAL == 0 {
+        if countdown(&core.to_driver, core.shared.event_interval) {
             // Timers and I/O must not wait for some worker to park.
             core.wake_deferred();
         }
@@ -410,9 +410,7 @@ impl Core {
     }
 
     fn next_task(&self) -> Option<Notified> {
-        let tick = self.tick.get().wrapping_add(1);
-        self.tick.set(tick);
-        if tick % GLOBAL_QUEUE_INTERVAL == 0 {
+        if countdown(&self.to_injector, self.shared.global_queue_interval) {
             if let Some(task) = self.pop_injector() {
                 return Some(task);
             }
@@ -596,5 +594,18 @@ impl Core {
         x ^= x >> 27;
         self.rng.set(x);
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Counts `left` down by one; when it reaches zero, rearms it with `every` and says so.
+#[inline]
+fn countdown(left: &Cell<u32>, every: u32) -> bool {
+    let now = left.get().saturating_sub(1);
+    if now == 0 {
+        left.set(every);
+        true
+    } else {
+        left.set(now);
+        false
     }
 }
