@@ -168,31 +168,38 @@ fn the_budget_applies_inside_tasks_and_block_on_only() {
     assert_eq!(left, (false, true));
 }
 
+/// On one worker: a task starts a sibling's 1 ms sleep, keeps the worker past its deadline,
+/// then gives the worker back with `give_back`; whether the sleep had fired when it resumed.
+fn a_due_timer_fired_before_resuming<F>(give_back: fn() -> F) -> bool
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let rt = Builder::new().worker_threads(1).build().unwrap();
+    rt.block_on(rt.spawn(async move {
+        let fired = Arc::new(AtomicBool::new(false));
+        let flag = fired.clone();
+        memkit_async::spawn(async move {
+            memkit_async::time::sleep(Duration::from_millis(1)).await;
+            flag.store(true, SeqCst);
+        });
+        // Lets the sibling start its sleep.
+        task::yield_now().await;
+        // Keeps the worker past the sleep's deadline without giving it back.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(5) {
+            std::hint::spin_loop();
+        }
+        give_back().await;
+        fired.load(SeqCst)
+    }))
+    .unwrap()
+}
+
 #[test]
 #[cfg_attr(miri, ignore = "waits on a timer")]
 fn yield_now_lets_a_timer_that_came_due_run_first() {
-    let rt = Builder::new().worker_threads(1).build().unwrap();
-    let fired_first = rt
-        .block_on(rt.spawn(async {
-            let fired = Arc::new(AtomicBool::new(false));
-            let flag = fired.clone();
-            memkit_async::spawn(async move {
-                memkit_async::time::sleep(Duration::from_millis(1)).await;
-                flag.store(true, SeqCst);
-            });
-            // Lets the sibling start its sleep.
-            task::yield_now().await;
-            // Keeps the worker past the sleep's deadline without giving it back.
-            let start = std::time::Instant::now();
-            while start.elapsed() < Duration::from_millis(5) {
-                std::hint::spin_loop();
-            }
-            task::yield_now().await;
-            fired.load(SeqCst)
-        }))
-        .unwrap();
     assert!(
-        fired_first,
+        a_due_timer_fired_before_resuming(task::yield_now),
         "the worker turned its driver before resuming the yielder"
     );
 }
@@ -200,30 +207,13 @@ fn yield_now_lets_a_timer_that_came_due_run_first() {
 #[test]
 #[cfg_attr(miri, ignore = "waits on a timer")]
 fn a_spent_budget_lets_a_timer_that_came_due_run_first() {
-    let rt = Builder::new().worker_threads(1).build().unwrap();
-    let fired_first = rt
-        .block_on(rt.spawn(async {
-            let fired = Arc::new(AtomicBool::new(false));
-            let flag = fired.clone();
-            memkit_async::spawn(async move {
-                memkit_async::time::sleep(Duration::from_millis(1)).await;
-                flag.store(true, SeqCst);
-            });
-            // Lets the sibling start its sleep.
-            task::yield_now().await;
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_millis(5) {
-                std::hint::spin_loop();
-            }
-            // The sleep is due; spending the poll's units gives the worker back.
-            for _ in 0..=UNITS {
-                task::consume_budget().await;
-            }
-            fired.load(SeqCst)
-        }))
-        .unwrap();
+    async fn spend_the_budget() {
+        for _ in 0..=UNITS {
+            task::consume_budget().await;
+        }
+    }
     assert!(
-        fired_first,
+        a_due_timer_fired_before_resuming(spend_the_budget),
         "the worker turned its driver before resuming the task that spent its budget"
     );
 }

@@ -55,7 +55,10 @@ fn a_short_global_queue_interval_serves_remote_spawns_between_local_tasks() {
         let before = locals_before_a_remote_task(8, 200);
         assert!(before < 8, "{before} local tasks ran before the remote one");
         let before = locals_before_a_remote_task(61, 200);
-        assert!((8..61).contains(&before), "{before} local tasks ran before the remote one");
+        assert!(
+            (8..61).contains(&before),
+            "{before} local tasks ran before the remote one"
+        );
     });
 }
 
