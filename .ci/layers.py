@@ -17,8 +17,8 @@ import re
 import sys
 
 LAYERS = [
-    ("util", ["sync", "unwind", "heap", "coop"]),
-    ("context", ["context"]),
+    ("util", ["sync", "unwind", "heap"]),
+    ("context", ["context", "coop"]),
     ("drivers", ["time", "io", "driver"]),
     ("task", ["task_core", "memory"]),
     ("scheduler", ["scheduler"]),
