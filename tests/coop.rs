@@ -238,18 +238,23 @@ fn a_one_nanosecond_interval_in_burst_mode_gives_its_worker_back() {
     assert_eq!(seen, UNITS + 1);
 }
 
-/// A one-worker runtime whose worker is held by `hot`, a loop on resources that are always
-/// ready which counts its rounds in `rounds` until `stop` is set. Returns how long a 10 ms
-/// sleep took in a task and in `block_on`, and how many rounds the loop made while each slept
-/// (more than none: the worker was held all along).
-fn sleeps_beside(
-    hot: impl Future<Output = ()> + Send + 'static,
-    stop: Arc<AtomicBool>,
-    rounds: Arc<AtomicUsize>,
-) -> [(Duration, usize); 2] {
+/// A one-worker runtime whose worker is held by `hot(stop, rounds)`, a loop on resources that
+/// are always ready which counts its rounds in `rounds` until `stop` is set. Returns how long a
+/// 10 ms sleep took in a task and in `block_on`, and how many rounds the loop made while each
+/// slept (more than none: the worker was held all along).
+fn sleeps_beside<F>(
+    hot: impl FnOnce(Arc<AtomicBool>, Arc<AtomicUsize>) -> F + Send + 'static,
+) -> [(Duration, usize); 2]
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     within(Duration::from_secs(60), move || {
+        let (stop, rounds) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
         let rt = Builder::new().worker_threads(1).build().unwrap();
-        let busy = rt.spawn(hot);
+        let busy = rt.spawn(hot(stop.clone(), rounds.clone()));
         while rounds.load(SeqCst) == 0 {
             std::thread::yield_now();
         }
@@ -282,22 +287,14 @@ fn assert_on_time(sleeps: [(Duration, usize); 2]) {
 #[test]
 #[cfg_attr(miri, ignore = "waits on a timer")]
 fn an_always_ready_channel_loop_delays_no_10ms_sleep_past_50ms() {
-    let (stop, rounds) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let hot = {
-        let (stop, rounds) = (stop.clone(), rounds.clone());
-        async move {
-            let (tx, mut rx) = MkAsyncChannel::bounded(1, MkBackpressure::Wait);
-            while !stop.load(SeqCst) {
-                tx.send(1u8).await.unwrap();
-                rx.recv().await.unwrap();
-                rounds.fetch_add(1, SeqCst);
-            }
+    assert_on_time(sleeps_beside(|stop, rounds| async move {
+        let (tx, mut rx) = MkAsyncChannel::bounded(1, MkBackpressure::Wait);
+        while !stop.load(SeqCst) {
+            tx.send(1u8).await.unwrap();
+            rx.recv().await.unwrap();
+            rounds.fetch_add(1, SeqCst);
         }
-    };
-    assert_on_time(sleeps_beside(hot, stop, rounds));
+    }));
 }
 
 #[test]
@@ -313,23 +310,15 @@ fn an_always_readable_tcp_loop_delays_no_10ms_sleep_past_50ms() {
         let chunk = [7u8; 64 * 1024];
         while conn.write_all(&chunk).is_ok() {}
     });
-    let (stop, rounds) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let hot = {
-        let (stop, rounds) = (stop.clone(), rounds.clone());
-        async move {
-            let mut conn = memkit_async::net::TcpStream::connect(addr).await.unwrap();
-            let mut buf = [0u8; 16];
-            while !stop.load(SeqCst) {
-                let n = conn.read(&mut buf).await.unwrap();
-                assert!(n > 0, "the writer never closes first");
-                rounds.fetch_add(1, SeqCst);
-            }
-            // Dropping the stream fails the writer's next write, which ends its thread.
+    assert_on_time(sleeps_beside(move |stop, rounds| async move {
+        let mut conn = memkit_async::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        while !stop.load(SeqCst) {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the writer never closes first");
+            rounds.fetch_add(1, SeqCst);
         }
-    };
-    assert_on_time(sleeps_beside(hot, stop, rounds));
+        // Dropping the stream fails the writer's next write, which ends its thread.
+    }));
     writer.join().unwrap();
 }
